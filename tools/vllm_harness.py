@@ -1,0 +1,218 @@
+"""Run greedy generation through real vLLM (the CPU backend here) once per speculation method.
+
+The end-to-end harness that the integration tests and the demo share: it starts an engine on
+a model directory with a given ``speculative_config``, generates from token-id prompts, and
+reads vLLM's own spec-decode counters (``vllm:spec_decode_*``) as deltas around the run.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY_MODEL = REPO_ROOT / "models" / "arctic-tiny-llama"
+
+# Defaults for vLLM's CPU backend on these 2-core machines (shared/ENVIRONMENT.md); a value
+# the user already set wins.
+CPU_ENV_DEFAULTS = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache; the default 4 is far more than needed
+    "HF_HUB_OFFLINE": "1",  # no hub here: a model is a local directory
+    # Engine in this process: starts in ~4 s instead of ~60 s for a spawned engine core here,
+    # and lets tests inspect the model runner. See _tolerate_slotted_module_objects().
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "TOKENIZERS_PARALLELISM": "false",
+    "VLLM_LOGGING_LEVEL": "WARNING",
+}
+
+NUM_SPECULATIVE_TOKENS = 8
+
+# Built-in vLLM methods. ``None`` is the baseline without speculation.
+BUILTIN_METHODS: dict[str, dict[str, Any] | None] = {
+    "none": None,
+    "ngram": {
+        "method": "ngram",
+        "num_speculative_tokens": NUM_SPECULATIVE_TOKENS,
+        "prompt_lookup_min": 2,
+        "prompt_lookup_max": 5,
+    },
+    # vLLM's own suffix decoding, backed by arctic-inference's suffix tree.
+    "suffix": {"method": "suffix", "num_speculative_tokens": NUM_SPECULATIVE_TOKENS},
+}
+
+_SPEC_COUNTERS = (
+    "vllm:spec_decode_num_drafts",
+    "vllm:spec_decode_num_draft_tokens",
+    "vllm:spec_decode_num_accepted_tokens",
+)
+
+
+def configure_cpu_env() -> None:
+    for key, value in CPU_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def _safe_vars(obj: object) -> dict[str, Any]:
+    namespace = getattr(obj, "__dict__", None)
+    return namespace if isinstance(namespace, dict) else {}
+
+
+def _tolerate_slotted_module_objects() -> None:
+    """Work around a vLLM 0.32 CPU-backend bug that breaks a second in-process engine.
+
+    Every worker start scans all module globals and calls ``vars(value).get("kernel")``
+    (``vllm/triton_utils/dispatcher.py``, ``_rebind_kernels``). Once numba is imported (vLLM's
+    ngram proposer imports it), llvmlite's ``ffi.lib`` is among them: a ``__slots__`` object
+    whose ``__getattr__`` answers ``__dict__`` with a function wrapper, so the scan raises
+    ``AttributeError: '_lib_fn_wrapper' object has no attribute 'get'``. A module-level
+    ``vars`` in that module only (shadowing the builtin there) makes the scan skip such
+    objects. Remove when vLLM's scan checks the type of ``vars()``'s answer.
+    """
+    from vllm.triton_utils import dispatcher
+
+    if getattr(dispatcher, "vars", None) is not _safe_vars:
+        dispatcher.vars = _safe_vars  # type: ignore[attr-defined]
+
+
+@dataclass
+class SpecCounters:
+    num_drafts: int = 0
+    num_draft_tokens: int = 0
+    num_accepted_tokens: int = 0
+
+    @property
+    def mean_acceptance_length(self) -> float:
+        """Tokens emitted per verification step: 1 (bonus) + accepted per draft, as vLLM."""
+        return 1.0 + self.num_accepted_tokens / self.num_drafts if self.num_drafts else 1.0
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.num_accepted_tokens / self.num_draft_tokens if self.num_draft_tokens else 0.0
+
+    def __sub__(self, other: SpecCounters) -> SpecCounters:
+        return SpecCounters(
+            self.num_drafts - other.num_drafts,
+            self.num_draft_tokens - other.num_draft_tokens,
+            self.num_accepted_tokens - other.num_accepted_tokens,
+        )
+
+
+@dataclass
+class RunResult:
+    method: str
+    outputs: list[list[int]]  # generated token ids, one list per prompt, in prompt order
+    seconds: float
+    counters: SpecCounters = field(default_factory=SpecCounters)
+
+    @property
+    def generated_tokens(self) -> int:
+        return sum(len(o) for o in self.outputs)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def read_spec_counters(llm: Any) -> SpecCounters:
+    values = dict.fromkeys(_SPEC_COUNTERS, 0)
+    for metric in llm.get_metrics():
+        if metric.name in values:
+            values[metric.name] += int(metric.value)
+    return SpecCounters(*(values[name] for name in _SPEC_COUNTERS))
+
+
+class Engine:
+    """A vLLM ``LLM`` on a local model directory with one speculative configuration."""
+
+    def __init__(
+        self,
+        model_dir: Path | str = TINY_MODEL,
+        speculative_config: Mapping[str, Any] | None = None,
+        *,
+        max_model_len: int = 1024,
+        max_num_seqs: int = 8,
+        enforce_eager: bool = True,
+        enable_prefix_caching: bool = False,
+        seed: int = 0,
+        **llm_kwargs: Any,
+    ) -> None:
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise FileNotFoundError(
+                f"no Hugging Face checkpoint at {model_dir} (config.json missing); "
+                "train the tiny target with `uv run tools/train_target.py`"
+            )
+        configure_cpu_env()
+        from vllm import LLM
+
+        _tolerate_slotted_module_objects()
+
+        self.llm = LLM(
+            model=str(model_dir),
+            speculative_config=dict(speculative_config) if speculative_config else None,
+            max_model_len=max_model_len,
+            max_num_seqs=max_num_seqs,
+            enforce_eager=enforce_eager,
+            enable_prefix_caching=enable_prefix_caching,
+            seed=seed,
+            dtype="bfloat16",
+            disable_log_stats=False,  # the spec-decode counters live in the stat loggers
+            **llm_kwargs,
+        )
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], max_tokens: Sequence[int] | int, method: str = ""
+    ) -> RunResult:
+        """Greedy generation of all prompts in one batch (vLLM schedules them together)."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        limits = [max_tokens] * len(prompts) if isinstance(max_tokens, int) else list(max_tokens)
+        if len(limits) != len(prompts):
+            raise ValueError(f"{len(limits)} max_tokens for {len(prompts)} prompts")
+        params = [SamplingParams(temperature=0.0, max_tokens=n) for n in limits]
+        before = read_spec_counters(self.llm)
+        start = time.perf_counter()
+        outs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False
+        )
+        seconds = time.perf_counter() - start
+        counters = read_spec_counters(self.llm) - before
+        return RunResult(method, [list(o.outputs[0].token_ids) for o in outs], seconds, counters)
+
+    def generate_sequentially(
+        self, prompts: Sequence[Sequence[int]], max_tokens: Sequence[int], method: str = ""
+    ) -> RunResult:
+        """Batch 1: one request at a time, as an agent waits for each answer."""
+        total = RunResult(method, [], 0.0)
+        for prompt, limit in zip(prompts, max_tokens, strict=True):
+            one = self.generate([prompt], [limit], method)
+            total.outputs.extend(one.outputs)
+            total.seconds += one.seconds
+            total.counters = SpecCounters(
+                total.counters.num_drafts + one.counters.num_drafts,
+                total.counters.num_draft_tokens + one.counters.num_draft_tokens,
+                total.counters.num_accepted_tokens + one.counters.num_accepted_tokens,
+            )
+        return total
+
+    def close(self) -> None:
+        llm = self.llm
+        del self.llm
+        engine = getattr(llm, "llm_engine", None)
+        shutdown = getattr(engine, "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        del llm
+        gc.collect()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
