@@ -27,7 +27,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from corpus import EDIT, EOS, FILE, SPECIAL_TOKENS, humaneval_tasks, stdlib_files, training_documents
+from corpus import (
+    EDIT,
+    EOS,
+    FILE,
+    SPECIAL_TOKENS,
+    humaneval_tasks,
+    stdlib_files,
+    training_documents,
+)
 from edits import apply_edits
 
 
@@ -138,7 +146,9 @@ def heldout_loss(model, tokenizer, seq_len: int, max_windows: int = 64) -> float
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", type=Path, default=Path("models/arctic-tiny-llama"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vocab-size", type=int, default=8192)
@@ -168,8 +178,10 @@ def main() -> None:
     stream = build_stream(tokenizer, eos_id)
     n_copies = int(args.steps * args.batch * args.copy_fraction * 1.2) + 64
     copies = build_copy_samples(tokenizer, n_copies, args.seq_len, py_rng)
-    print(f"tokenizer + data: {time.perf_counter() - t0:.0f}s, stream {len(stream):,} tokens, "
-          f"{len(copies):,} copy/edit samples")
+    print(
+        f"tokenizer + data: {time.perf_counter() - t0:.0f}s, stream {len(stream):,} tokens, "
+        f"{len(copies):,} copy/edit samples"
+    )
 
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -228,7 +240,9 @@ def main() -> None:
         opt.step()
         tokens_seen += inputs.numel()
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-        bar.set_postfix(loss=f"{ema:.3f}", tok_s=f"{tokens_seen / (time.perf_counter() - t_train):.0f}")
+        bar.set_postfix(
+            loss=f"{ema:.3f}", tok_s=f"{tokens_seen / (time.perf_counter() - t_train):.0f}"
+        )
     train_seconds = time.perf_counter() - t_train
 
     loss_heldout = heldout_loss(model, tokenizer, args.seq_len)

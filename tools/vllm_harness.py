@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TINY_MODEL = REPO_ROOT / "models" / "arctic-tiny-llama"
+TINY_MODEL = Path(os.environ.get("ARCTIC_TINY_MODEL", REPO_ROOT / "models" / "arctic-tiny-llama"))
 
 # Defaults for vLLM's CPU backend on these 2-core machines (shared/ENVIRONMENT.md); a value
 # the user already set wins.
@@ -94,6 +94,13 @@ class SpecCounters:
     def acceptance_rate(self) -> float:
         return self.num_accepted_tokens / self.num_draft_tokens if self.num_draft_tokens else 0.0
 
+    def __add__(self, other: SpecCounters) -> SpecCounters:
+        return SpecCounters(
+            self.num_drafts + other.num_drafts,
+            self.num_draft_tokens + other.num_draft_tokens,
+            self.num_accepted_tokens + other.num_accepted_tokens,
+        )
+
     def __sub__(self, other: SpecCounters) -> SpecCounters:
         return SpecCounters(
             self.num_drafts - other.num_drafts,
@@ -118,6 +125,14 @@ class RunResult:
         return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
+def first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
+    """Index of the first position where two token sequences differ (None if equal)."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
 def read_spec_counters(llm: Any) -> SpecCounters:
     values = dict.fromkeys(_SPEC_COUNTERS, 0)
     for metric in llm.get_metrics():
@@ -134,11 +149,13 @@ class Engine:
         model_dir: Path | str = TINY_MODEL,
         speculative_config: Mapping[str, Any] | None = None,
         *,
+        name: str = "",
         max_model_len: int = 1024,
         max_num_seqs: int = 8,
         enforce_eager: bool = True,
         enable_prefix_caching: bool = False,
         seed: int = 0,
+        dtype: str = "float32",
         **llm_kwargs: Any,
     ) -> None:
         model_dir = Path(model_dir)
@@ -147,6 +164,7 @@ class Engine:
                 f"no Hugging Face checkpoint at {model_dir} (config.json missing); "
                 "train the tiny target with `uv run tools/train_target.py`"
             )
+        self.name = name or (str(speculative_config["method"]) if speculative_config else "none")
         configure_cpu_env()
         from vllm import LLM
 
@@ -160,13 +178,16 @@ class Engine:
             enforce_eager=enforce_eager,
             enable_prefix_caching=enable_prefix_caching,
             seed=seed,
-            dtype="bfloat16",
+            # float32 by default: verifying k+1 positions in one pass and decoding one at a
+            # time use different GEMM shapes; in bf16 near-ties can flip the argmax and
+            # make a lossless method look lossy. The tiny model is fast in float32 here.
+            dtype=dtype,
             disable_log_stats=False,  # the spec-decode counters live in the stat loggers
             **llm_kwargs,
         )
 
     def generate(
-        self, prompts: Sequence[Sequence[int]], max_tokens: Sequence[int] | int, method: str = ""
+        self, prompts: Sequence[Sequence[int]], max_tokens: Sequence[int] | int
     ) -> RunResult:
         """Greedy generation of all prompts in one batch (vLLM schedules them together)."""
         from vllm import SamplingParams
@@ -183,22 +204,20 @@ class Engine:
         )
         seconds = time.perf_counter() - start
         counters = read_spec_counters(self.llm) - before
-        return RunResult(method, [list(o.outputs[0].token_ids) for o in outs], seconds, counters)
+        return RunResult(self.name, [list(o.outputs[0].token_ids) for o in outs], seconds, counters)
 
-    def generate_sequentially(
-        self, prompts: Sequence[Sequence[int]], max_tokens: Sequence[int], method: str = ""
+    def run(
+        self, prompts: Sequence[Sequence[int]], max_tokens: Sequence[int], batch_size: int
     ) -> RunResult:
-        """Batch 1: one request at a time, as an agent waits for each answer."""
-        total = RunResult(method, [], 0.0)
-        for prompt, limit in zip(prompts, max_tokens, strict=True):
-            one = self.generate([prompt], [limit], method)
-            total.outputs.extend(one.outputs)
-            total.seconds += one.seconds
-            total.counters = SpecCounters(
-                total.counters.num_drafts + one.counters.num_drafts,
-                total.counters.num_draft_tokens + one.counters.num_draft_tokens,
-                total.counters.num_accepted_tokens + one.counters.num_accepted_tokens,
-            )
+        """Generate in consecutive batches of ``batch_size`` requests (1: as an agent waits)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        total = RunResult(self.name, [], 0.0)
+        for i in range(0, len(prompts), batch_size):
+            part = self.generate(prompts[i : i + batch_size], max_tokens[i : i + batch_size])
+            total.outputs.extend(part.outputs)
+            total.seconds += part.seconds
+            total.counters = total.counters + part.counters
         return total
 
     def close(self) -> None:
