@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from vllm_harness import TINY_MODEL, Engine, RunResult
 from workloads import Request, agentic_edit_requests, humaneval_requests
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from conftest import BATCH_SIZES, run_all_batch_sizes
 from vllm_harness import BUILTIN_METHODS, TINY_MODEL, Engine, first_divergence
 
