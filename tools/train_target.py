@@ -77,13 +77,26 @@ def build_stream(tokenizer, eos_id: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def build_copy_samples(tokenizer, n: int, seq_len: int, rng: random.Random) -> list[list[int]]:
-    """``n`` sequences ``<|file|>chunk<|edit|>edited chunk<|endoftext|>`` of <= seq_len tokens."""
+def build_copy_samples(
+    tokenizer, n: int, seq_len: int, rng: random.Random, synthetic_fraction: float
+) -> list[list[int]]:
+    """``n`` sequences ``<|file|>chunk<|edit|>edited chunk<|endoftext|>`` of <= seq_len tokens.
+
+    A ``synthetic_fraction`` of them copy a random token string instead of code: with nothing
+    to predict but the copy, they make the model form induction heads early (without them a
+    1200-step run here learned no copying at all: second-copy loss 3.39 vs 3.53 first).
+    """
     files = [f.text for f in stdlib_files("train")]
     files += [t.prompt + t.canonical_solution for t in humaneval_tasks("train")]
     budget = (seq_len - 3) // 2 - 8  # edits may lengthen the copy a little
+    file_id, edit_id, eos_id = tokenizer.convert_tokens_to_ids([FILE, EDIT, EOS])
+    n_special = len(SPECIAL_TOKENS)
     samples: list[list[int]] = []
     while len(samples) < n:
+        if rng.random() < synthetic_fraction:
+            noise = [rng.randrange(n_special, len(tokenizer)) for _ in range(rng.randint(8, budget))]
+            samples.append([file_id, *noise, edit_id, *noise, eos_id])
+            continue
         lines = rng.choice(files).split("\n")
         start = rng.randrange(len(lines))
         n_lines = rng.randint(4, 40)
@@ -93,9 +106,7 @@ def build_copy_samples(tokenizer, n: int, seq_len: int, rng: random.Random) -> l
         edited = apply_edits(chunk, rng, rng.randint(0, 3))
         a = tokenizer(chunk, add_special_tokens=False)["input_ids"][:budget]
         b = tokenizer(edited, add_special_tokens=False)["input_ids"][: budget + 8]
-        ids = [tokenizer.convert_tokens_to_ids(FILE), *a, tokenizer.convert_tokens_to_ids(EDIT), *b]
-        ids.append(tokenizer.convert_tokens_to_ids(EOS))
-        samples.append(ids[:seq_len])
+        samples.append([file_id, *a, edit_id, *b, eos_id][:seq_len])
     return samples
 
 
@@ -145,6 +156,25 @@ def heldout_loss(model, tokenizer, seq_len: int, max_windows: int = 64) -> float
     return total / count
 
 
+@torch.no_grad()
+def copy_losses(model, tokenizer, n_files: int = 16, n_lines: int = 15) -> tuple[float, float]:
+    """Mean loss on held-out chunks and on their verbatim re-emission after ``<|edit|>``."""
+    file_id, edit_id = tokenizer.convert_tokens_to_ids([FILE, EDIT])
+    firsts, seconds = [], []
+    model.eval()
+    for f in stdlib_files("heldout")[:n_files]:
+        chunk = "\n".join(f.text.split("\n")[10 : 10 + n_lines]) + "\n"
+        a = tokenizer(chunk, add_special_tokens=False)["input_ids"][:200]
+        x = torch.tensor([[file_id, *a, edit_id, *a]])
+        logp = torch.log_softmax(model(x).logits[0].float(), -1)
+        nll = -logp[:-1].gather(1, x[0, 1:, None])[:, 0]
+        n = len(a)
+        firsts.append(nll[:n].mean().item())
+        seconds.append(nll[n + 1 :].mean().item())
+    model.train()
+    return sum(firsts) / len(firsts), sum(seconds) / len(seconds)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -156,11 +186,12 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--intermediate", type=int, default=768)
-    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--seq-len", type=int, default=384)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--copy-fraction", type=float, default=0.35)
+    p.add_argument("--copy-fraction", type=float, default=0.5)
+    p.add_argument("--synthetic-copy-fraction", type=float, default=0.25)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
 
@@ -177,7 +208,9 @@ def main() -> None:
     eos_id = tokenizer.convert_tokens_to_ids(EOS)
     stream = build_stream(tokenizer, eos_id)
     n_copies = int(args.steps * args.batch * args.copy_fraction * 1.2) + 64
-    copies = build_copy_samples(tokenizer, n_copies, args.seq_len, py_rng)
+    copies = build_copy_samples(
+        tokenizer, n_copies, args.seq_len, py_rng, args.synthetic_copy_fraction
+    )
     print(
         f"tokenizer + data: {time.perf_counter() - t0:.0f}s, stream {len(stream):,} tokens, "
         f"{len(copies):,} copy/edit samples"
@@ -246,6 +279,8 @@ def main() -> None:
     train_seconds = time.perf_counter() - t_train
 
     loss_heldout = heldout_loss(model, tokenizer, args.seq_len)
+    copy_first, copy_second = copy_losses(model, tokenizer)
+    print(f"held-out copy: loss {copy_first:.3f} on a file, {copy_second:.3f} on its re-emission")
     print(f"held-out loss (stdlib files never trained on): {loss_heldout:.3f}")
 
     model = model.to(torch.bfloat16)
@@ -262,6 +297,8 @@ def main() -> None:
         "train_seconds": round(train_seconds, 1),
         "final_train_loss_ema": round(float(ema or 0.0), 4),
         "heldout_loss": round(loss_heldout, 4),
+        "heldout_copy_loss_first": round(copy_first, 4),
+        "heldout_copy_loss_second": round(copy_second, 4),
         "seed": args.seed,
         "args": {k: str(v) for k, v in vars(args).items()},
     }

@@ -44,7 +44,7 @@ def _file_chunks(tokenizer, n: int, max_chunk_tokens: int, rng: random.Random) -
 
 
 def agentic_edit_requests(
-    tokenizer, sessions: int = 3, turns: int = 3, max_chunk_tokens: int = 200, seed: int = 0
+    tokenizer, sessions: int = 3, turns: int = 3, max_chunk_tokens: int = 180, seed: int = 0
 ) -> list[Request]:
     """Multi-turn edit sessions: each turn the agent re-emits the file after a few edits.
 
@@ -69,9 +69,23 @@ def humaneval_requests(tokenizer, n: int = 6, max_tokens: int = 96) -> list[Requ
     """Held-out HumanEval prompts (signature + docstring); the target writes the body."""
     tasks = humaneval_tasks("heldout")[:n]
     return [
-        Request(t.task_id, tokenizer(t.prompt, add_special_tokens=False)["input_ids"], max_tokens)
+        Request(
+            t.task_id,
+            tokenizer(humaneval_prompt(t.prompt), add_special_tokens=False)["input_ids"],
+            max_tokens,
+        )
         for t in tasks
     ]
+
+
+def humaneval_prompt(prompt: str) -> str:
+    """HumanEval's prompt without its final newline.
+
+    In training text a docstring's closing newline merges with the next line's indent into one
+    BPE token; a prompt ending in a bare ``\n`` token is out of distribution and the tiny
+    target answers it with end-of-text.
+    """
+    return prompt.rstrip("\n")
 
 
 WORKLOADS = {
