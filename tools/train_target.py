@@ -94,7 +94,9 @@ def build_copy_samples(
     samples: list[list[int]] = []
     while len(samples) < n:
         if rng.random() < synthetic_fraction:
-            noise = [rng.randrange(n_special, len(tokenizer)) for _ in range(rng.randint(8, budget))]
+            noise = [
+                rng.randrange(n_special, len(tokenizer)) for _ in range(rng.randint(8, budget))
+            ]
             samples.append([file_id, *noise, edit_id, *noise, eos_id])
             continue
         lines = rng.choice(files).split("\n")

@@ -1,0 +1,371 @@
+#include "suffix_cache.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace arctic_suffix {
+
+namespace {
+// Keys are tagged by the bindings: "s" + str id or "i" + int id; show what the caller passed.
+std::string shown(const std::string& key) {
+  if (!key.empty() && key[0] == 's') return "'" + key.substr(1) + "'";
+  return key.empty() ? key : key.substr(1);
+}
+}  // namespace
+
+SuffixCache::SuffixCache(int max_depth, int64_t max_cached_requests, int64_t max_cached_tokens,
+                         Eviction eviction, size_t removal_chunk)
+    : max_depth_(max_depth),
+      max_requests_(max_cached_requests),
+      max_tokens_(max_cached_tokens),
+      eviction_(eviction),
+      removal_chunk_(removal_chunk) {
+  SuffixTree probe(max_depth);  // validates max_depth with the tree's own message
+  if (removal_chunk == 0) throw std::invalid_argument("removal_chunk must be >= 1, got 0");
+}
+
+SuffixCache::Request& SuffixCache::request(const std::string& key) {
+  auto it = requests_.find(key);
+  if (it == requests_.end()) {
+    throw KeyError("unknown request id " + shown(key) + "; call start_request first");
+  }
+  return it->second;
+}
+
+SuffixTree* SuffixCache::global_tree(const std::string& ns) const {
+  auto it = trees_.find(ns);
+  return it == trees_.end() ? nullptr : it->second.get();
+}
+
+void SuffixCache::start_request(const std::string& key, const std::string& ns,
+                                const Token* prompt, size_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (requests_.count(key)) {
+    throw KeyError("request id " + shown(key) + " is already active; stop_request it first");
+  }
+  do_pending(removal_chunk_);
+  Request r;
+  r.ns = ns;
+  // A new request starts from the acceptance its predecessors saw, not from zero, so the
+  // first drafts of a copy-heavy session are not capped at factor * match_len.
+  r.accepted_ewma = accepted_ewma_;
+  r.local = std::make_unique<SuffixTree>(max_depth_);
+  r.local->extend(0, prompt, n);
+  r.prompt_len = n;
+  requests_.emplace(key, std::move(r));
+}
+
+void SuffixCache::observe_acceptance(Request& r, const Token* tokens, size_t n) {
+  if (r.last_draft.empty()) return;
+  // The engine appends the accepted draft prefix plus one bonus token; the longest draft
+  // path agreeing with the new tokens is what verification accepted.
+  size_t accepted = 0;
+  int32_t at = -1;
+  while (accepted < n) {
+    int32_t next = -1;
+    for (size_t i = 0; i < r.last_draft.size(); ++i) {
+      if (r.last_parents[i] == at && r.last_draft[i] == tokens[accepted]) {
+        next = static_cast<int32_t>(i);
+        break;
+      }
+    }
+    if (next < 0) break;
+    at = next;
+    accepted++;
+  }
+  r.accepted_ewma = 0.5 * r.accepted_ewma + 0.5 * static_cast<double>(accepted);
+  accepted_ewma_ = 0.99 * accepted_ewma_ + 0.01 * static_cast<double>(accepted);
+  r.last_draft.clear();
+  r.last_parents.clear();
+}
+
+void SuffixCache::add_tokens(const std::string& key, const Token* tokens, size_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Request& r = request(key);
+  do_pending(removal_chunk_);
+  observe_acceptance(r, tokens, n);
+  r.local->extend(0, tokens, n);
+  SuffixTree* g = global_tree(r.ns);
+  if (g != nullptr && r.global_epoch == g->epoch() && r.global_generation == generation_) {
+    for (size_t i = 0; i < n; ++i) push_global_match(r, *g, tokens[i]);
+  }
+}
+
+// Keeps the positions of every context suffix (lengths 1..k) found in the global tree, so
+// a speculate call reads the deepest one instead of re-matching: O(depth) per token.
+void SuffixCache::push_global_match(Request& r, const SuffixTree& g, Token t) {
+  std::vector<Position>& cur = r.global_match;
+  const size_t limit = static_cast<size_t>(max_depth_ - 1);
+  std::vector<Position>& next = r.scratch;
+  next.clear();
+  Position p;
+  if (limit > 0 && g.advance(&p, t)) {
+    next.push_back(p);
+    for (size_t j = 0; j < cur.size() && next.size() < limit; ++j) {
+      Position q = cur[j];
+      if (!g.advance(&q, t)) break;  // a longer suffix cannot occur if this one does not
+      next.push_back(q);
+    }
+  }
+  cur.swap(next);
+}
+
+void SuffixCache::sync_global_match(Request& r) {
+  SuffixTree* g = global_tree(r.ns);
+  if (g == nullptr) {
+    r.global_match.clear();
+    return;
+  }
+  if (r.global_epoch == g->epoch() && r.global_generation == generation_) return;
+  // The global tree changed shape (a response was cached or evicted): rebuild once from
+  // the last depth-1 tokens, O(depth^2), then go back to O(depth) per token.
+  const std::vector<Token>& ctx = r.local->tokens(0);
+  size_t from = ctx.size() - std::min(ctx.size(), static_cast<size_t>(max_depth_ - 1));
+  r.global_match.clear();
+  for (size_t i = from; i < ctx.size(); ++i) push_global_match(r, *g, ctx[i]);
+  r.global_epoch = g->epoch();
+  r.global_generation = generation_;
+}
+
+Draft SuffixCache::speculate(const std::string& key, const Token* ctx, size_t n,
+                             const DraftParams& p, bool adaptive) {
+  validate(p);
+  std::lock_guard<std::mutex> lock(mu_);
+  Request& r = request(key);
+  do_pending(removal_chunk_);
+  auto cap = [&](int m) {
+    int c = draft_cap(p, m);
+    if (adaptive && m > 0) {
+      // The anchor's factor*m cap starves drafts right after an edit, where the match is
+      // short but the copy ahead is long; recent acceptance says how far to trust it.
+      int a = static_cast<int>(std::ceil(2.0 * r.accepted_ewma)) + 1;
+      c = std::max(c, std::min(a, p.max_spec_tokens));
+    }
+    return c;
+  };
+  Position lpos;
+  int lm = ctx == nullptr ? r.local->match_own_tail(0, &lpos) : r.local->match(ctx, n, &lpos);
+  const Token* c_data = ctx != nullptr ? ctx : r.local->tokens(0).data();
+  const size_t c_size = ctx != nullptr ? n : r.local->tokens(0).size();
+  // The request's own tail always matches itself; that occurrence has no continuation.
+  const std::vector<Token>& own = r.local->tokens(0);
+  bool own_tail = lm > 0 && (ctx == nullptr ||
+                             (own.size() >= static_cast<size_t>(lm) &&
+                              std::equal(ctx + n - lm, ctx + n, own.end() - lm)));
+  Draft best = r.local->draft_from(lpos, lm, cap(lm), p.min_token_prob, p.tree, c_data, c_size,
+                                   own_tail ? 1 : 0);
+  SuffixTree* g = global_tree(r.ns);
+  if (g != nullptr && g->num_nodes() > 1) {
+    Position gpos;
+    int gm = 0;
+    if (ctx == nullptr) {
+      sync_global_match(r);
+      for (size_t j = r.global_match.size(); j > 0; --j) {
+        if (g->has_continuation(r.global_match[j - 1])) {
+          gpos = r.global_match[j - 1];
+          gm = static_cast<int>(j);
+          break;
+        }
+      }
+    } else {
+      gm = g->match(ctx, n, &gpos);
+    }
+    Draft gd = g->draft_from(gpos, gm, cap(gm), p.min_token_prob, p.tree, c_data, c_size);
+    if (gd.score > best.score) {
+      best = std::move(gd);
+      if (eviction_ == Eviction::kLru) {
+        auto it = by_seq_.find(g->ref_sequence_id(gpos.node));
+        if (it != by_seq_.end()) order_.splice(order_.end(), order_, it->second);
+      }
+    }
+  }
+  r.last_draft = best.token_ids;
+  r.last_parents = best.parents;
+  return best;
+}
+
+void SuffixCache::insert_entry(const std::string& key, const std::string& ns, const Token* t,
+                               size_t n) {
+  if (n == 0 || max_requests_ == 0) return;
+  if (max_tokens_ >= 0 && static_cast<int64_t>(n) > max_tokens_) return;  // never fits
+  auto old = cached_.find(key);
+  if (old != cached_.end()) evict_entry(old->second);
+  auto& tree = trees_[ns];
+  if (!tree) tree = std::make_unique<SuffixTree>(max_depth_);
+  int64_t seq = next_seq_id_++;
+  if (n <= kInsertNow) {
+    tree->extend(seq, t, n);
+  } else {
+    tree->extend(seq, t, 0);  // registered now, filled by do_pending
+    inserts_.push_back(PendingInsert{ns, seq, std::vector<Token>(t, t + n), 0});
+  }
+  order_.push_back(Entry{key, ns, seq, static_cast<int64_t>(n)});
+  auto it = std::prev(order_.end());
+  cached_[key] = it;
+  by_seq_[seq] = it;
+  cached_tokens_ += static_cast<int64_t>(n);
+  enforce_limits();
+}
+
+void SuffixCache::stop_request(const std::string& key) {
+  std::unique_ptr<SuffixTree> doomed;  // freed after the lock is released
+  std::lock_guard<std::mutex> lock(mu_);
+  Request& r = request(key);
+  do_pending(removal_chunk_);
+  const std::vector<Token>& all = r.local->tokens(0);
+  // Only outputs go global: prompts are per-user and rarely repeat (arXiv 2411.04975).
+  insert_entry(key, r.ns, all.data() + r.prompt_len, all.size() - r.prompt_len);
+  doomed = std::move(r.local);
+  requests_.erase(key);
+}
+
+void SuffixCache::evict(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = cached_.find(key);
+  if (it == cached_.end()) {
+    throw KeyError("request id " + shown(key) + " is not in the global cache");
+  }
+  evict_entry(it->second);
+  do_pending(removal_chunk_);
+}
+
+void SuffixCache::evict_entry(std::list<Entry>::iterator it) {
+  for (auto p = inserts_.begin(); p != inserts_.end(); ++p) {
+    if (p->seq_id == it->seq_id) {
+      inserts_.erase(p);
+      break;
+    }
+  }
+  trees_[it->ns]->begin_remove(it->seq_id);
+  pending_.push_back(Pending{it->ns, it->seq_id});
+  cached_tokens_ -= it->tokens;
+  cached_.erase(it->key);
+  by_seq_.erase(it->seq_id);
+  order_.erase(it);
+}
+
+void SuffixCache::enforce_limits() {
+  while (!order_.empty() &&
+         ((max_requests_ >= 0 && static_cast<int64_t>(order_.size()) > max_requests_) ||
+          (max_tokens_ >= 0 && cached_tokens_ > max_tokens_))) {
+    evict_entry(order_.begin());
+  }
+}
+
+void SuffixCache::do_pending(size_t budget) {
+  while (budget > 0 && !inserts_.empty()) {
+    PendingInsert& p = inserts_.front();
+    size_t k = std::min(p.tokens.size() - p.next, std::max<size_t>(1, budget / kInsertCost));
+    trees_[p.ns]->extend(p.seq_id, p.tokens.data() + p.next, k);
+    p.next += k;
+    budget -= std::min(budget, k * kInsertCost);
+    if (p.next == p.tokens.size()) inserts_.pop_front();
+  }
+  while (budget > 0 && !pending_.empty()) {
+    Pending& p = pending_.front();
+    size_t done = 0;
+    size_t left = trees_[p.ns]->remove_step(p.seq_id, budget, &done);
+    budget -= std::min(budget, done);
+    if (left == 0) pending_.pop_front();
+  }
+}
+
+size_t SuffixCache::run_pending_work(size_t max_units) {
+  std::lock_guard<std::mutex> lock(mu_);
+  do_pending(max_units);
+  return pending_.size() + inserts_.size();
+}
+
+std::vector<std::string> SuffixCache::active_requests() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& kv : requests_) out.push_back(kv.first);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> SuffixCache::cached_requests() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& e : order_) out.push_back(e.key);
+  return out;
+}
+
+int64_t SuffixCache::cached_tokens() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cached_tokens_;
+}
+
+size_t SuffixCache::pending_work() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pending_.size() + inserts_.size();
+}
+
+size_t SuffixCache::memory_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t bytes = sizeof(*this);
+  for (const auto& kv : trees_) bytes += kv.second->memory_bytes() + kv.first.size() + 64;
+  for (const auto& kv : requests_) {
+    bytes += kv.second.local->memory_bytes() + kv.first.size() + 128 +
+             kv.second.global_match.capacity() * sizeof(Position);
+  }
+  bytes += order_.size() * (sizeof(Entry) + 96);
+  return bytes;
+}
+
+void SuffixCache::check_integrity() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& kv : trees_) kv.second->check_integrity();
+  for (const auto& kv : requests_) kv.second.local->check_integrity();
+  int64_t total = 0;
+  for (const auto& e : order_) total += e.tokens;
+  if (total != cached_tokens_) throw std::logic_error("integrity: cached token count drifted");
+}
+
+std::vector<CachedEntry> SuffixCache::snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<CachedEntry> out;
+  for (const auto& e : order_) {
+    const std::vector<Token>* toks = &trees_.at(e.ns)->tokens(e.seq_id);
+    for (const auto& p : inserts_) {
+      if (p.seq_id == e.seq_id) toks = &p.tokens;  // still being inserted: save it whole
+    }
+    out.push_back(CachedEntry{e.key, e.ns, *toks});
+  }
+  return out;
+}
+
+void SuffixCache::replace_global(std::vector<CachedEntry> entries) {
+  // Build aside, then swap: a failure here leaves the current cache as it was.
+  std::unordered_map<std::string, std::unique_ptr<SuffixTree>> trees;
+  std::list<Entry> order;
+  int64_t seq = 0;
+  int64_t tokens = 0;
+  for (const auto& e : entries) {
+    if (e.tokens.empty()) continue;
+    auto& t = trees[e.ns];
+    if (!t) t = std::make_unique<SuffixTree>(max_depth_);
+    t->extend(seq, e.tokens.data(), e.tokens.size());
+    order.push_back(Entry{e.key, e.ns, seq, static_cast<int64_t>(e.tokens.size())});
+    tokens += static_cast<int64_t>(e.tokens.size());
+    seq++;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  trees_.swap(trees);
+  order_.swap(order);
+  cached_.clear();
+  by_seq_.clear();
+  pending_.clear();
+  inserts_.clear();
+  for (auto it = order_.begin(); it != order_.end(); ++it) {
+    if (cached_.count(it->key)) throw std::logic_error("duplicate key after validation");
+    cached_[it->key] = it;
+    by_seq_[it->seq_id] = it;
+  }
+  cached_tokens_ = tokens;
+  next_seq_id_ = seq;
+  generation_++;
+  enforce_limits();
+}
+
+}  // namespace arctic_suffix

@@ -1,0 +1,21 @@
+"""Model-free suffix decoding (arXiv 2411.04975): a C++ suffix tree with Python bindings.
+
+``SuffixCache`` is what a serving engine uses: one tree per request over its prompt and
+output, and one global tree per namespace over earlier outputs. ``SuffixTree`` is the
+building block, exposed for tools and tests.
+"""
+
+from __future__ import annotations
+
+from arctic_suffix._core import MAX_DEPTH_LIMIT, Draft, SuffixCache, SuffixTree
+from arctic_suffix.exceptions import CacheFileError, IntegrityError
+
+__all__ = [
+    "MAX_DEPTH_LIMIT",
+    "CacheFileError",
+    "Draft",
+    "IntegrityError",
+    "SuffixCache",
+    "SuffixTree",
+]
+__version__ = "0.1.0"

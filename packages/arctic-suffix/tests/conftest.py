@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+import os
+import sys
+
+# reference.py sits beside the tests; the root config puts only tools/ on the path.
+sys.path.insert(0, os.path.dirname(__file__))
