@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vllm_harness import TINY_MODEL, Engine, RunResult
+from vllm_harness import TINY_MODEL, Engine, RunResult, run_all_batch_sizes
 from workloads import Request, agentic_edit_requests, humaneval_requests
 
 BATCH_SIZES = (1, 4)
@@ -22,12 +22,6 @@ def requests_(tokenizer) -> list[Request]:
     """Copy-heavy agentic edits and HumanEval prompts: 8 requests, two batches of 4."""
     edits = agentic_edit_requests(tokenizer, sessions=2, turns=2, max_chunk_tokens=120)
     return edits + humaneval_requests(tokenizer, n=4, max_tokens=64)
-
-
-def run_all_batch_sizes(engine: Engine, requests: list[Request]) -> dict[int, RunResult]:
-    prompts = [r.prompt_ids for r in requests]
-    limits = [r.max_tokens for r in requests]
-    return {b: engine.run(prompts, limits, batch_size=b) for b in BATCH_SIZES}
 
 
 @pytest.fixture(scope="session")

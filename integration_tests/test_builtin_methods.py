@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import BATCH_SIZES, run_all_batch_sizes
-from vllm_harness import BUILTIN_METHODS, TINY_MODEL, Engine, first_divergence
+from vllm_harness import (
+    BATCH_SIZES,
+    BUILTIN_METHODS,
+    TINY_MODEL,
+    Engine,
+    first_divergence,
+    run_all_batch_sizes,
+)
 
 pytestmark = pytest.mark.vllm
 

@@ -31,6 +31,7 @@ CPU_ENV_DEFAULTS = {
 }
 
 NUM_SPECULATIVE_TOKENS = 8
+BATCH_SIZES = (1, 4)  # what the integration tests check every method at
 
 # Built-in vLLM methods. ``None`` is the baseline without speculation.
 BUILTIN_METHODS: dict[str, dict[str, Any] | None] = {
@@ -235,3 +236,10 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def run_all_batch_sizes(engine: Engine, requests: Sequence[Any]) -> dict[int, RunResult]:
+    """Run ``requests`` (objects with ``prompt_ids`` and ``max_tokens``) at each batch size."""
+    prompts = [r.prompt_ids for r in requests]
+    limits = [r.max_tokens for r in requests]
+    return {b: engine.run(prompts, limits, batch_size=b) for b in BATCH_SIZES}

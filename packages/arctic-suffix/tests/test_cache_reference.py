@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import RefDraft, RefTree
+from suffix_reference import RefDraft, RefTree
 
 from arctic_suffix import SuffixCache
 

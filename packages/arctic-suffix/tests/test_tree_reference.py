@@ -7,7 +7,7 @@ import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import RefTree
+from suffix_reference import RefTree
 
 from arctic_suffix import SuffixTree
 

@@ -1,0 +1,69 @@
+"""FP8 draft heads, tensor-parallel top-k and fused kernels for speculative decoding.
+
+Every fused kernel sits beside a plain-torch reference; dispatch picks Triton on CUDA when
+triton imports and the reference elsewhere, and `selected_backend(op)` says which ran.
+"""
+
+from __future__ import annotations
+
+from arctic_kernels._dispatch import selected_backend, triton_available
+from arctic_kernels.exceptions import BackendUnavailableError, NonFiniteInputError, ShardingError
+from arctic_kernels.fp8 import (
+    FP8_DTYPE,
+    FP8_MAX,
+    MIN_SCALE,
+    dequantize,
+    quantize_per_channel,
+    quantize_per_tensor,
+    quantize_per_token,
+    quantize_per_token_reference,
+)
+from arctic_kernels.fp8_linear import Fp8Linear
+from arctic_kernels.layernorm import (
+    SpeculatorLayerNorm,
+    speculator_layer_norm,
+    speculator_layer_norm_reference,
+)
+from arctic_kernels.quantize_drafter import QuantizationReport, quantize_drafter
+from arctic_kernels.sharded_topk import (
+    pack_value_index,
+    sharded_topk,
+    topk_reference,
+    unpack_value_index,
+)
+from arctic_kernels.sum_lstm import sum_lstm_cell, sum_lstm_cell_reference
+from arctic_kernels.tp_bytes import TopkBytes, topk_bytes_per_step, topk_bytes_table
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FP8_DTYPE",
+    "FP8_MAX",
+    "MIN_SCALE",
+    "BackendUnavailableError",
+    "Fp8Linear",
+    "NonFiniteInputError",
+    "QuantizationReport",
+    "ShardingError",
+    "SpeculatorLayerNorm",
+    "TopkBytes",
+    "__version__",
+    "dequantize",
+    "pack_value_index",
+    "quantize_drafter",
+    "quantize_per_channel",
+    "quantize_per_tensor",
+    "quantize_per_token",
+    "quantize_per_token_reference",
+    "selected_backend",
+    "sharded_topk",
+    "speculator_layer_norm",
+    "speculator_layer_norm_reference",
+    "sum_lstm_cell",
+    "sum_lstm_cell_reference",
+    "topk_bytes_per_step",
+    "topk_bytes_table",
+    "topk_reference",
+    "triton_available",
+    "unpack_value_index",
+]

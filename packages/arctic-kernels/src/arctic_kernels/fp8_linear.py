@@ -1,0 +1,151 @@
+"""`Fp8Linear`: FP8 e4m3 weights with scales, activations quantized on the fly per call.
+
+The matmul runs through `torch._scaled_mm` where the device supports it (this CPU build of
+torch; CUDA compute capability >= 8.9), else it dequantizes and multiplies. Which path a
+layer uses is decided once, at construction, by a tiny probe call, and kept in
+`Fp8Linear.matmul_backend` (also logged).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Literal
+
+import torch
+
+from arctic_kernels.fp8 import (
+    FP8_DTYPE,
+    quantize_per_channel,
+    quantize_per_tensor,
+    quantize_per_token,
+)
+
+WeightScheme = Literal["per_tensor", "per_channel"]
+ActivationScheme = Literal["per_token", "per_tensor"]
+MatmulBackend = Literal["scaled_mm", "dequantize"]
+
+logger = logging.getLogger("arctic_kernels")
+
+
+@functools.cache
+def _scaled_mm_works(device: torch.device, out_dtype: torch.dtype) -> bool:
+    """Probe `_scaled_mm` once per (device, out dtype) with row-wise and scalar scales."""
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+        return False  # no FP8 tensor cores before Ada / Hopper
+    try:
+        a = torch.ones(16, 16, device=device).to(FP8_DTYPE)
+        b = torch.ones(16, 16, device=device).to(FP8_DTYPE).t()  # column-major, as required
+        one = torch.ones((), device=device)
+        torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=out_dtype)
+        row = torch.ones(16, 1, device=device)
+        out = torch._scaled_mm(a, b, scale_a=row, scale_b=row.t(), out_dtype=out_dtype)
+        return bool((out.float() == 16.0).all())
+    except (RuntimeError, NotImplementedError, TypeError, AttributeError):
+        return False
+
+
+class Fp8Linear(torch.nn.Module):
+    """A drop-in for nn.Linear with FP8 weights (buffers `weight_fp8`, `weight_scale`).
+
+    weight_scheme: "per_tensor" (one scale, as Arctic's FP8 draft head) or "per_channel".
+    activation_scheme: "per_token" (dynamic, one scale per row) or "per_tensor" (dynamic).
+    check_finite: raise on NaN/Inf activations; set False inside CUDA graphs (then NaN/Inf
+    rows give NaN outputs, see fp8.py).
+    """
+
+    weight_fp8: torch.Tensor  # (N, K) float8_e4m3fn
+    weight_scale: torch.Tensor  # (1, N) float32
+    bias: torch.Tensor | None  # (N,) in out_dtype
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        *,
+        weight_scheme: WeightScheme = "per_channel",
+        activation_scheme: ActivationScheme = "per_token",
+        out_dtype: torch.dtype | None = None,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__()
+        if weight_scheme not in ("per_tensor", "per_channel"):
+            raise ValueError(
+                f"weight_scheme must be 'per_tensor' or 'per_channel', got {weight_scheme!r}"
+            )
+        if activation_scheme not in ("per_token", "per_tensor"):
+            raise ValueError(
+                f"activation_scheme must be 'per_token' or 'per_tensor', got {activation_scheme!r}"
+            )
+        if weight.dim() != 2:
+            raise ValueError(
+                f"weight must be (out_features, in_features), got {tuple(weight.shape)}"
+            )
+        weight = weight.detach()
+        self.out_features, self.in_features = weight.shape
+        self.weight_scheme = weight_scheme
+        self.activation_scheme = activation_scheme
+        self.out_dtype = out_dtype or weight.dtype
+        self.check_finite = check_finite
+        if weight_scheme == "per_tensor":
+            w_q, w_scale = quantize_per_tensor(weight)
+            w_scale = w_scale.expand(self.out_features).reshape(1, -1).clone()
+        else:
+            w_q, w_scale = quantize_per_channel(weight)
+            w_scale = w_scale.reshape(1, -1)
+        self.register_buffer("weight_fp8", w_q)  # (N, K) row-major: .t() is column-major
+        self.register_buffer("weight_scale", w_scale.float())  # (1, N)
+        self.register_buffer("bias", None if bias is None else bias.detach().to(self.out_dtype))
+        # _scaled_mm on CUDA needs K and N to be multiples of 16.
+        aligned = self.in_features % 16 == 0 and self.out_features % 16 == 0
+        use_mm = aligned and _scaled_mm_works(weight.device, self.out_dtype)
+        self.matmul_backend: MatmulBackend = "scaled_mm" if use_mm else "dequantize"
+        logger.info(
+            "arctic_kernels: Fp8Linear(%d -> %d) on %s uses %s",
+            self.in_features,
+            self.out_features,
+            weight.device.type,
+            self.matmul_backend,
+        )
+
+    @classmethod
+    def from_linear(cls, linear: torch.nn.Linear, **kwargs: object) -> Fp8Linear:
+        return cls(linear.weight, linear.bias, **kwargs)  # type: ignore[arg-type]
+
+    def weight_bytes(self) -> int:
+        """Bytes held by the quantized weight and its scales (the bias excluded)."""
+        return sum(t.numel() * t.element_size() for t in (self.weight_fp8, self.weight_scale))
+
+    def _quantize_input(self, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.activation_scheme == "per_token":
+            return quantize_per_token(x2, check_finite_input=self.check_finite)  # (M, 1)
+        x_q, x_scale = quantize_per_tensor(x2, check_finite_input=self.check_finite)
+        return x_q, x_scale.reshape(1, 1).expand(x2.shape[0], 1).contiguous()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"expected last dim {self.in_features}, got {tuple(x.shape)}")
+        x2 = x.reshape(-1, self.in_features)  # (M, K)
+        x_q, x_scale = self._quantize_input(x2)
+        if self.matmul_backend == "scaled_mm":
+            out = torch._scaled_mm(
+                x_q,
+                self.weight_fp8.t(),
+                scale_a=x_scale,
+                scale_b=self.weight_scale,
+                out_dtype=self.out_dtype,
+            )
+        else:
+            # Off the FP8 tensor-core path: same quantization error, float32 accumulation.
+            w = self.weight_fp8.float() * self.weight_scale.t()  # (N, K)
+            out = ((x_q.float() @ w.t()) * x_scale).to(self.out_dtype)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"weight_scheme={self.weight_scheme}, activation_scheme={self.activation_scheme}, "
+            f"matmul_backend={self.matmul_backend}"
+        )

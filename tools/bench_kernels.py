@@ -1,0 +1,366 @@
+"""arctic-kernels benchmark: each fused op against its plain-torch reference, and TP bytes.
+
+    uv run python tools/bench_kernels.py [--out results/bench_kernels.json] [--quick]
+        [--check-interpreted]
+
+Per op and shape: the reference's median time, the fused (Triton) kernel's median time
+where it can run (a CUDA GPU with triton), the minimum bytes the op must move (read inputs
+once, write outputs once) and the bandwidth that implies. Then Fp8Linear against the bf16
+nn.Linear it replaces (weight bytes and time), and the tensor-parallel top-k table (bytes
+every rank receives per step: naive logits all-gather vs one all-gather of packed top-k).
+
+Honest labels: every row carries the device it ran on. CPU numbers are CPU numbers and say
+nothing about a GPU. The Triton interpreter (--check-interpreted sets TRITON_INTERPRET=1)
+only checks that the kernels agree with the references on this machine; it is not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if "--check-interpreted" in sys.argv:
+    os.environ["TRITON_INTERPRET"] = "1"  # must precede the first triton import
+
+import torch
+from tqdm import tqdm
+
+import arctic_kernels as ak
+from arctic_kernels._dispatch import triton_available
+
+
+def median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Median wall time of `fn` in ms after warm-up (synchronised on CUDA)."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def op_cases(device: torch.device, quick: bool) -> list[dict[str, Any]]:
+    """(name, shape, dtype, reference call, fused call, bytes moved) for each op and shape."""
+    rows = [1, 8] if quick else [1, 8, 64]
+    hidden = 1024 if quick else 4096
+    dtype = torch.bfloat16
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    cases: list[dict[str, Any]] = []
+    for m in rows:
+        x = torch.randn(m, hidden, generator=gen).to(device=device, dtype=dtype)
+        w = torch.rand(hidden, generator=gen).to(device=device, dtype=dtype)
+        b = torch.randn(hidden, generator=gen).to(device=device, dtype=dtype)
+        z = torch.randn(m, 4 * hidden, generator=gen).to(device=device, dtype=dtype)
+        size = dtype.itemsize
+        cases += [
+            {
+                "op": "quantize_per_token",
+                "shape": [m, hidden],
+                "reference": lambda x=x: ak.quantize_per_token(x, backend="reference"),
+                "fused": lambda x=x: ak.quantize_per_token(
+                    x, backend="triton", check_finite_input=False
+                ),
+                "bytes": m * hidden * (size + 1) + m * 4,  # read x, write fp8 + scales
+            },
+            {
+                "op": "speculator_layer_norm",
+                "shape": [m, hidden],
+                "reference": lambda x=x, w=w, b=b: ak.speculator_layer_norm(
+                    x, w, b, backend="reference"
+                ),
+                "fused": lambda x=x, w=w, b=b: ak.speculator_layer_norm(x, w, b, backend="triton"),
+                "bytes": (2 * m + 2) * hidden * size,
+            },
+            {
+                "op": "sum_lstm_cell",
+                "shape": [m, hidden],
+                "reference": lambda z=z, x=x, w=w, b=b: ak.sum_lstm_cell(
+                    z, x, w, b, w, b, backend="reference"
+                ),
+                "fused": lambda z=z, x=x, w=w, b=b: ak.sum_lstm_cell(
+                    z, x, w, b, w, b, backend="triton"
+                ),
+                "bytes": (4 * m + m + 2 * m + 4) * hidden * size,  # z, c in; h', c' out; LN params
+            },
+        ]
+    return cases
+
+
+def compare(ref_out: object, fused_out: object) -> float:
+    """Largest absolute difference over the (tuple of) outputs, in float32."""
+    refs = ref_out if isinstance(ref_out, tuple) else (ref_out,)
+    fuseds = fused_out if isinstance(fused_out, tuple) else (fused_out,)
+    return max(
+        (r.float() - f.float()).abs().max().item() for r, f in zip(refs, fuseds, strict=True)
+    )
+
+
+def bench_ops(device: torch.device, repeats: int, quick: bool) -> list[dict[str, Any]]:
+    can_time_fused = device.type == "cuda" and triton_available()
+    interpreted = (
+        device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1" and triton_available()
+    )
+    results = []
+    for case in tqdm(op_cases(device, quick), desc="ops", unit="case"):
+        row: dict[str, Any] = {
+            "op": case["op"],
+            "shape": case["shape"],
+            "dtype": "bfloat16",
+            "device": device.type,
+            "bytes_moved_min": case["bytes"],
+        }
+        row["reference_ms"] = median_ms(case["reference"], device, repeats)
+        row["reference_GBps"] = case["bytes"] / row["reference_ms"] / 1e6
+        if can_time_fused:
+            row["fused_ms"] = median_ms(case["fused"], device, repeats)
+            row["fused_GBps"] = case["bytes"] / row["fused_ms"] / 1e6
+            row["speedup"] = row["reference_ms"] / row["fused_ms"]
+            row["max_abs_diff"] = compare(case["reference"](), case["fused"]())
+            row["fused"] = "triton (timed)"
+        elif interpreted:
+            row["max_abs_diff"] = compare(case["reference"](), case["fused"]())
+            row["fused"] = "triton interpreter: correctness only, not a speed measurement"
+        else:
+            row["fused"] = "not run: needs a CUDA GPU with triton (or --check-interpreted)"
+        results.append(row)
+    return results
+
+
+def bench_fp8_linear(device: torch.device, repeats: int, quick: bool) -> list[dict[str, Any]]:
+    """A drafter LM head: bf16 nn.Linear vs Fp8Linear (same weights)."""
+    inner, vocab = (512, 8192) if quick else (1024, 32000)
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(inner, vocab, bias=False).to(device=device, dtype=torch.bfloat16)
+    torch.nn.init.normal_(lin.weight, std=inner**-0.5)
+    fp8 = ak.Fp8Linear.from_linear(lin, weight_scheme="per_tensor")
+    fp8_dequant = ak.Fp8Linear.from_linear(lin, weight_scheme="per_tensor")
+    fp8_dequant.matmul_backend = "dequantize"  # the fallback path, timed for comparison
+    results = []
+    for batch in tqdm([1, 8], desc="fp8 head", unit="batch"):
+        x = torch.randn(batch, inner, device=device, dtype=torch.bfloat16)
+        with torch.no_grad():
+            bf16_ms = median_ms(lambda x=x: lin(x), device, repeats)
+            fp8_ms = median_ms(lambda x=x: fp8(x), device, repeats)
+            dequant_ms = median_ms(lambda x=x: fp8_dequant(x), device, repeats)
+        results.append(
+            {
+                "op": "lm_head",
+                "in_features": inner,
+                "out_features": vocab,
+                "batch": batch,
+                "device": device.type,
+                "matmul_backend": fp8.matmul_backend,
+                "bf16_weight_bytes": lin.weight.numel() * 2,
+                "fp8_weight_bytes": fp8.weight_bytes(),
+                "bf16_ms": bf16_ms,
+                "fp8_ms": fp8_ms,
+                "fp8_dequantize_ms": dequant_ms,
+                "fp8_over_bf16_time": fp8_ms / bf16_ms,
+            }
+        )
+    return results
+
+
+def bench_trained_drafter(args: argparse.Namespace) -> dict[str, Any]:
+    """FP8 heads on a trained arctic-drafters checkpoint, on held-out target states.
+
+    A draft at position t (state h_t, last token x_{t+1}) is accepted up to its first token
+    differing from the stored greedy continuation x_{t+2}... (as arctic-drafters' evaluate).
+    """
+    import copy
+
+    from safetensors.torch import load_file
+
+    import arctic_drafters  # only for this optional section; not a dependency of arctic-kernels
+
+    hidden = load_file(args.hidden)["hidden"]  # (S, T, H)
+    tokens = load_file(args.tokens)["tokens"].long()  # (S, T)
+    drafter = arctic_drafters.load_drafter(args.drafter, dtype=torch.bfloat16)
+    n = drafter.config.n_predict
+    t = torch.arange(args.prompt_len - 1, tokens.shape[1] - n - 1)
+    seq = torch.arange(tokens.shape[0]).repeat_interleave(t.numel())
+    t = t.repeat(tokens.shape[0])
+    truth = tokens[seq[:, None], t[:, None] + 2 + torch.arange(n)]  # (P, n)
+
+    def draft(model: torch.nn.Module) -> torch.Tensor:
+        with torch.no_grad():
+            return model.propose(hidden[seq, t].to(torch.bfloat16), tokens[seq, t + 1], n)
+
+    def accepted(d: torch.Tensor) -> float:
+        return torch.cumprod((d == truth).long(), dim=1).sum(1).double().mean().item()
+
+    base = draft(drafter)
+    result: dict[str, Any] = {"drafter": str(args.drafter), "positions": int(base.shape[0])}
+    result["bf16_mean_accepted"] = accepted(base)
+    for include_projections in tqdm((False, True), desc="fp8 drafter", unit="variant"):
+        quantized = copy.deepcopy(drafter)
+        report = ak.quantize_drafter(quantized, include_projections=include_projections)
+        fp8 = draft(quantized)
+        key = "fp8_heads_and_projections" if include_projections else "fp8_heads"
+        result[key] = {
+            "replaced": report.replaced,
+            "weight_bytes_bf16": report.bytes_before,
+            "weight_bytes_fp8": report.bytes_after,
+            "draft_agreement_per_position": (fp8 == base).float().mean(0).tolist(),
+            "mean_accepted": accepted(fp8),
+            "relative_change": accepted(fp8) / max(result["bf16_mean_accepted"], 1e-12) - 1,
+        }
+    return result
+
+
+def plot(output: dict[str, Any], path: Path) -> None:
+    """PNG beside the JSON: TP bytes per step (log scale) and reference/fused op times."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on CI machines
+    import matplotlib.pyplot as plt
+
+    fig, (ax_tp, ax_ops) = plt.subplots(1, 2, figsize=(12, 4.5))
+    world8 = [r for r in output["tp_topk_bytes"] if r["world_size"] == 8]
+    labels = [f"V={r['vocab']}\nk={r['k']}" for r in world8]
+    xs = range(len(world8))
+    ax_tp.bar(
+        [x - 0.2 for x in xs], [r["naive_bytes"] for r in world8], 0.4, label="logits all-gather"
+    )
+    ax_tp.bar(
+        [x + 0.2 for x in xs], [r["sharded_bytes"] for r in world8], 0.4, label="sharded_topk"
+    )
+    ax_tp.set_yscale("log")
+    ax_tp.set_xticks(list(xs), labels, fontsize=7)
+    ax_tp.set_ylabel("bytes received per rank per step")
+    ax_tp.set_title("TP top-k, world 8, batch 1, bf16 logits")
+    ax_tp.legend()
+    ops = output["ops"]
+    names = [f"{r['op']}\n{r['shape']}" for r in ops]
+    ax_ops.barh(names, [r["reference_ms"] for r in ops], label="reference")
+    if any("fused_ms" in r for r in ops):
+        ax_ops.barh(names, [r.get("fused_ms", 0.0) for r in ops], label="fused (Triton)", alpha=0.7)
+    ax_ops.set_xscale("log")
+    ax_ops.tick_params(axis="y", labelsize=6)
+    ax_ops.set_xlabel(f"ms (median), {output['environment']['device']}")
+    ax_ops.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    print(f"\n{title}")
+    print(" | ".join(columns))
+    for row in rows:
+        cells = []
+        for col in columns:
+            value = row.get(col, "-")
+            cells.append(f"{value:.4g}" if isinstance(value, float) else str(value))
+        print(" | ".join(cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=Path("results/bench_kernels.json"))
+    parser.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--check-interpreted",
+        action="store_true",
+        help="on CPU: run the Triton kernels in the interpreter to check them (untimed)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (on a busy 2-core box, 2 threads made a 1x1024 GELU take 12 ms)",
+    )
+    drafter = parser.add_argument_group("optional: FP8 on a trained arctic-drafters checkpoint")
+    drafter.add_argument(
+        "--drafter", type=Path, help="checkpoint directory (needs arctic-drafters)"
+    )
+    drafter.add_argument("--hidden", type=Path, help="safetensors with 'hidden' (S, T, H)")
+    drafter.add_argument("--tokens", type=Path, help="safetensors with 'tokens' (S, T)")
+    drafter.add_argument("--prompt-len", type=int, default=64)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeats = args.repeats or (5 if args.quick else 30)
+    env = {
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "arctic_kernels": ak.__version__,
+        "triton_available": triton_available(),
+        "cpu_threads": torch.get_num_threads(),
+        "note": "CPU numbers are CPU numbers; the Triton interpreter is never timed.",
+    }
+    ops = bench_ops(device, repeats, args.quick)
+    heads = bench_fp8_linear(device, repeats, args.quick)
+    tp = ak.topk_bytes_table()
+    print(f"device: {env['device_name']} ({device.type}), torch {env['torch']}; {env['note']}")
+    print_table(
+        "Fused ops (bf16): reference vs fused",
+        ops,
+        [
+            "op",
+            "shape",
+            "reference_ms",
+            "fused_ms",
+            "speedup",
+            "bytes_moved_min",
+            "max_abs_diff",
+            "fused",
+        ],
+    )
+    print_table(
+        "LM head: bf16 nn.Linear vs Fp8Linear",
+        heads,
+        [
+            "batch",
+            "matmul_backend",
+            "bf16_weight_bytes",
+            "fp8_weight_bytes",
+            "bf16_ms",
+            "fp8_ms",
+            "fp8_dequantize_ms",
+            "fp8_over_bf16_time",
+        ],
+    )
+    print_table(
+        "TP top-k: bytes each rank receives per step (batch 1, bf16 logits)",
+        tp,
+        ["vocab", "world_size", "k", "naive_bytes", "sharded_bytes", "ratio"],
+    )
+    output = {"environment": env, "ops": ops, "lm_head": heads, "tp_topk_bytes": tp}
+    if args.drafter is not None:
+        output["trained_drafter"] = bench_trained_drafter(args)
+        print("\nFP8 on a trained drafter:", json.dumps(output["trained_drafter"], indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(output, indent=2))
+    print(f"\nwrote {args.out}")
+    try:
+        plot(output, args.out.with_suffix(".png"))
+        print(f"wrote {args.out.with_suffix('.png')}")
+    except ImportError:
+        print("matplotlib is not installed: no PNG written")
+
+
+if __name__ == "__main__":
+    main()
