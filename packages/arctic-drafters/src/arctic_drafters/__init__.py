@@ -1,0 +1,36 @@
+"""MLP and LSTM speculative-decoding draft heads (arXiv 2404.19124; Arctic Inference).
+
+Public API; everything else in the package is private.
+"""
+
+from .checkpoint import build_speculator, check_compatible, load_drafter, save_drafter
+from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig
+from .exceptions import (
+    CheckpointError,
+    DatasetError,
+    IncompatibleTargetError,
+    TrainingStateError,
+)
+from .lstm import LSTMSpeculator
+from .mlp import MLPSpeculator
+from .speculator import Speculator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "DatasetError",
+    "IncompatibleTargetError",
+    "LSTMSpeculator",
+    "LSTMSpeculatorConfig",
+    "MLPSpeculator",
+    "MLPSpeculatorConfig",
+    "Speculator",
+    "SpeculatorConfig",
+    "TrainingStateError",
+    "__version__",
+    "build_speculator",
+    "check_compatible",
+    "load_drafter",
+    "save_drafter",
+]

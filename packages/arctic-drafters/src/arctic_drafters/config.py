@@ -1,0 +1,112 @@
+"""Config dataclasses of the two drafter families.
+
+Field names follow the anchor's (Arctic Inference / IBM MLPSpeculator) where one exists, so a
+reader can map them onto an imported ``config.json``; ``hidden_size`` is the anchor's
+``emb_dim`` / ``input_hidden_dim`` (the target's hidden size).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+LSTM_METHODS = ("sum_lstm", "sum_rnn")
+
+
+def _positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+
+
+def _state_weights(n_predict: int, inner_dim: int) -> tuple[float, float]:
+    # arXiv 2404.19124: the state and token embedding are mixed with weights chosen so the
+    # state's share decays to 1/2 over n_predict steps while the sum keeps unit variance.
+    state_weight = 0.5 ** (0.5 / n_predict)
+    emb_weight = math.sqrt((1 - state_weight**2) * (inner_dim / 2))
+    return state_weight, emb_weight
+
+
+@dataclass(frozen=True)
+class _SpeculatorConfigBase:
+    kind: ClassVar[str]
+
+    vocab_size: int  # the target's vocabulary; the heads emit logits over it
+    hidden_size: int  # the target's hidden size (the anchor's emb_dim / input_hidden_dim)
+    inner_dim: int  # width of the drafter's recurrent state
+    n_predict: int = 3  # heads, i.e. the most tokens one call can draft
+    tie_weights: bool = True  # share embedding, norm and head across heads (smaller file)
+    scale_input: bool = True  # RMS-normalise the target state first; its scale varies by model
+    norm_eps: float = 1e-6  # the anchor's MLPSpeculatorLayerNorm epsilon
+
+    def _validate_common(self) -> None:
+        for name in ("vocab_size", "hidden_size", "inner_dim", "n_predict"):
+            _positive(name, getattr(self, name))
+        for name in ("tie_weights", "scale_input"):
+            _flag(name, getattr(self, name))
+        if not isinstance(self.norm_eps, float) or not 0.0 < self.norm_eps < 1.0:
+            raise ValueError(f"norm_eps must be a float in (0, 1), got {self.norm_eps!r}")
+
+    @property
+    def emb_scale(self) -> float:
+        """Factor on the token embedding relative to the projected state (the anchor's
+        ``emb_weight / state_weight``; the norm that follows absorbs the common factor)."""
+        state_weight, emb_weight = _state_weights(self.n_predict, self.inner_dim)
+        return emb_weight / state_weight
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class MLPSpeculatorConfig(_SpeculatorConfigBase):
+    """IBM's MLPSpeculator (arXiv 2404.19124): ``state = GELU(LN(proj(state) + a*emb(tok)))``."""
+
+    kind: ClassVar[str] = "mlp"
+
+    def __post_init__(self) -> None:
+        self._validate_common()
+        if self.tie_weights and self.n_predict < 2:
+            raise ValueError(f"tie_weights needs n_predict >= 2, got n_predict={self.n_predict}")
+
+
+@dataclass(frozen=True)
+class LSTMSpeculatorConfig(_SpeculatorConfigBase):
+    """Arctic's LSTM speculator: ``method="sum_lstm"`` gates the state like an LSTM cell;
+    ``"sum_rnn"`` is the MLP step under Arctic's weight layout."""
+
+    kind: ClassVar[str] = "lstm"
+
+    method: str = "sum_lstm"  # "sum_lstm" or "sum_rnn"
+    tie_lstm_embs: bool = True  # one token embedding feeds all four gates (the anchor's default)
+
+    def __post_init__(self) -> None:
+        self._validate_common()
+        _flag("tie_lstm_embs", self.tie_lstm_embs)
+        if self.method not in LSTM_METHODS:
+            raise ValueError(f"method must be one of {LSTM_METHODS}, got {self.method!r}")
+        if self.tie_weights and self.n_predict < 2:
+            raise ValueError(f"tie_weights needs n_predict >= 2, got n_predict={self.n_predict}")
+
+
+SpeculatorConfig = MLPSpeculatorConfig | LSTMSpeculatorConfig
+
+
+def config_from_dict(data: dict[str, Any]) -> SpeculatorConfig:
+    """Inverse of ``to_dict``; unknown fields are an error so typos do not pass silently."""
+    data = dict(data)
+    kind = data.pop("kind", None)
+    classes: dict[str, type[Any]] = {"mlp": MLPSpeculatorConfig, "lstm": LSTMSpeculatorConfig}
+    if kind not in classes:
+        raise ValueError(f"config kind must be 'mlp' or 'lstm', got {kind!r}")
+    cls = classes[kind]
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {kind} config fields: {unknown}")
+    return cls(**data)  # type: ignore[no-any-return]
