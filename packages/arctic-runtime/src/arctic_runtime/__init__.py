@@ -1,0 +1,5 @@
+"""Engine-agnostic speculation loop (no vLLM import here)."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
