@@ -42,8 +42,33 @@ BUILTIN_METHODS: dict[str, dict[str, Any] | None] = {
         "prompt_lookup_min": 2,
         "prompt_lookup_max": 5,
     },
-    # vLLM's own suffix decoding, backed by arctic-inference's suffix tree.
-    "suffix": {"method": "suffix", "num_speculative_tokens": NUM_SPECULATIVE_TOKENS},
+    # vLLM's own suffix decoding, backed by arctic-inference's suffix tree. (With arctic-vllm
+    # installed, method "suffix" is ours unless this key hands it back to vLLM.)
+    "suffix": {
+        "method": "suffix",
+        "num_speculative_tokens": NUM_SPECULATIVE_TOKENS,
+        "suffix_decoding_backend": "arctic_inference",
+    },
+}
+
+TINY_DRAFTERS = TINY_MODEL.parent / f"{TINY_MODEL.name}-drafters"
+
+# Our methods, served by arctic-vllm.
+ARCTIC_METHODS: dict[str, dict[str, Any]] = {
+    "arctic-suffix": {"method": "suffix", "num_speculative_tokens": NUM_SPECULATIVE_TOKENS},
+    "arctic-mlp": {"method": "arctic", "model": str(TINY_DRAFTERS / "mlp")},
+    "arctic-lstm": {"method": "arctic", "model": str(TINY_DRAFTERS / "lstm")},
+    "arctic-lstm-fp8": {
+        "method": "arctic",
+        "model": str(TINY_DRAFTERS / "lstm"),
+        "drafter_fp8": True,
+    },
+    "arctic-hybrid": {
+        "method": "arctic",
+        "model": str(TINY_DRAFTERS / "lstm"),
+        "enable_suffix_decoding": True,
+        "num_speculative_tokens": NUM_SPECULATIVE_TOKENS,
+    },
 }
 
 _SPEC_COUNTERS = (
@@ -236,6 +261,16 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def model_runner(engine: Engine) -> Any:
+    """The model runner of an in-process engine (VLLM_ENABLE_V1_MULTIPROCESSING=0)."""
+    core = engine.llm.llm_engine.engine_core
+    core = getattr(core, "engine_core", core)  # InprocClient wraps the EngineCore
+    executor = core.model_executor
+    worker = executor.driver_worker
+    worker = getattr(worker, "worker", worker)  # WorkerWrapperBase wraps the worker
+    return worker.model_runner
 
 
 def run_all_batch_sizes(engine: Engine, requests: Sequence[Any]) -> dict[int, RunResult]:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import torch
-from arctic_drafters import MLPSpeculatorConfig, build_speculator
 
+from arctic_drafters import MLPSpeculatorConfig, build_speculator
 from arctic_runtime.draft import DRAFTER, SUFFIX, Draft
 from arctic_runtime.drafter_proposer import DrafterProposer
 from arctic_runtime.hybrid import HybridProposer

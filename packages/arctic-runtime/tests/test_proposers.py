@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from arctic_drafters import LSTMSpeculatorConfig, MLPSpeculatorConfig, build_speculator
 
+from arctic_drafters import LSTMSpeculatorConfig, MLPSpeculatorConfig, build_speculator
 from arctic_runtime.draft import DRAFTER, SUFFIX, Draft
 from arctic_runtime.drafter_proposer import DrafterProposer
 from arctic_runtime.exceptions import DraftShapeError
@@ -97,10 +97,10 @@ def test_drafter_proposer_learns_per_request_acceptance():
 
 def test_drafter_proposer_errors():
     spec = _speculator("mlp")
-    with pytest.raises(ValueError, match="num_tokens must be in 1..n_predict=3"):
+    with pytest.raises(ValueError, match=r"num_tokens must be in 1\.\.n_predict=3"):
         DrafterProposer(spec, num_tokens=4)
     p = DrafterProposer(spec)
-    with pytest.raises(ValueError, match="'x'.*hidden state"):
+    with pytest.raises(ValueError, match=r"'x'.*hidden state"):
         p.propose([ProposeRequest("x", 2, 1)])
 
 

@@ -3,17 +3,6 @@
 from __future__ import annotations
 
 
-class UnknownRequestError(KeyError):
-    """A request id that was never started, or was already stopped."""
-
-    def __str__(self) -> str:  # KeyError's default repr-quotes the message
-        return str(self.args[0]) if self.args else ""
-
-
-class DuplicateRequestError(ValueError):
-    """`start_request` for an id that is still active."""
-
-
 class DraftShapeError(ValueError):
     """Draft tokens, parents or probabilities that do not describe one path or tree."""
 
@@ -26,3 +15,7 @@ class TargetShapeError(ValueError):
 class TensorDtypeError(TypeError):
     """A tensor of the wrong dtype: token ids and counts must be integers, probabilities
     floating point."""
+
+
+class VerifyInputError(ValueError):
+    """A negative token id, position or KV-cache length given to a verifier."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+
 from arctic_drafters import Speculator
 from arctic_drafters.layers import tied_index
 from arctic_kernels import Fp8Linear, sharded_topk
@@ -59,7 +60,9 @@ class VocabParallelDraftRunner:
         self.heads = torch.nn.ModuleList(heads)
 
     @torch.no_grad()
-    def __call__(self, hidden_states: torch.Tensor, last_tokens: torch.Tensor, n: int) -> torch.Tensor:
+    def __call__(
+        self, hidden_states: torch.Tensor, last_tokens: torch.Tensor, n: int
+    ) -> torch.Tensor:
         spec = self.speculator
         state, cell = spec.initial_state(hidden_states)
         tokens = last_tokens

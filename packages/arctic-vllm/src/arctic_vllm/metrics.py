@@ -32,7 +32,9 @@ def _prometheus() -> dict[str, Any]:
             "vllm:arctic_spec_decode_num_draft_tokens", "Draft tokens verified, by source.", labels
         )
         _PROM["accepted"] = Counter(
-            "vllm:arctic_spec_decode_num_accepted_tokens", "Draft tokens accepted, by source.", labels
+            "vllm:arctic_spec_decode_num_accepted_tokens",
+            "Draft tokens accepted, by source.",
+            labels,
         )
         _PROM["failures"] = Counter(
             "vllm:arctic_spec_decode_proposer_failures",

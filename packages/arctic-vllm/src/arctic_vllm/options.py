@@ -82,12 +82,16 @@ def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> Non
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ArcticConfigError(f"speculative_config[{name!r}] must be an int >= {low}, got {value!r}")
+        raise ArcticConfigError(
+            f"speculative_config[{name!r}] must be an int >= {low}, got {value!r}"
+        )
 
 
 def _check_bool(name: str, value: Any) -> None:
     if not isinstance(value, bool):
-        raise ArcticConfigError(f"speculative_config[{name!r}] must be true or false, got {value!r}")
+        raise ArcticConfigError(
+            f"speculative_config[{name!r}] must be true or false, got {value!r}"
+        )
 
 
 def _check_float(name: str, value: Any, low: float, high: float | None = None) -> None:
@@ -96,7 +100,9 @@ def _check_float(name: str, value: Any, low: float, high: float | None = None) -
         ok = value <= high
     if not ok:
         span = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ArcticConfigError(f"speculative_config[{name!r}] must be a number {span}, got {value!r}")
+        raise ArcticConfigError(
+            f"speculative_config[{name!r}] must be a number {span}, got {value!r}"
+        )
 
 
 def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]]:
@@ -108,7 +114,9 @@ def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]
     config = {k.replace("-", "_"): v for k, v in config.items()}
     method = config.pop("method", None)
     if method not in METHODS:
-        raise ArcticConfigError(f"speculative_config['method'] must be one of {METHODS}, got {method!r}")
+        raise ArcticConfigError(
+            f"speculative_config['method'] must be one of {METHODS}, got {method!r}"
+        )
     k = config.pop("num_speculative_tokens", None)
     passthrough = {key: config.pop(key) for key in _VLLM_PASSTHROUGH if key in config}
     fields: dict[str, Any] = {"method": method}
@@ -193,8 +201,12 @@ def resolve_options(options: ArcticOptions, target_hf_config: Any) -> ArcticOpti
     """
     if options.method != "arctic":
         return options
-    from arctic_drafters import CheckpointError, IncompatibleTargetError, check_compatible
-    from arctic_drafters import load_drafter
+    from arctic_drafters import (
+        CheckpointError,
+        IncompatibleTargetError,
+        check_compatible,
+        load_drafter,
+    )
 
     path = options.drafter_path
     assert path is not None

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+
 from arctic_runtime.draft import Draft
 from arctic_runtime.drafter_proposer import DrafterProposer
 from arctic_runtime.hybrid import HybridProposer
@@ -85,7 +86,9 @@ class ArcticProposer:
         self._last_draft: dict[str, Draft] = {}
         self._logged_failure = False
         if options.method == "suffix":
-            logger.info("arctic: suffix decoding (arctic-suffix), K=%d", self.num_speculative_tokens)
+            logger.info(
+                "arctic: suffix decoding (arctic-suffix), K=%d", self.num_speculative_tokens
+            )
 
     # -- vLLM's drafter interface ------------------------------------------------------------
     def load_model(self, target_model: Any) -> None:
@@ -171,7 +174,9 @@ class ArcticProposer:
         batch = runner.input_batch
         scheduled_drafts = scheduler_output.scheduled_spec_decode_tokens
         num_draft_rows = (
-            list(spec_decode_metadata.num_draft_tokens) if spec_decode_metadata is not None else None
+            list(spec_decode_metadata.num_draft_tokens)
+            if spec_decode_metadata is not None
+            else None
         )
         requests: list[ProposeRequest] = []
         rows: list[int] = []
@@ -241,7 +246,10 @@ class ArcticProposer:
         # O(length) per step); a reused id or a rewound sequence restarts the request.
         if fed is not None:
             tail = min(len(fed), 16)
-            if len(fed) > num_tokens or [int(t) for t in tokens[len(fed) - tail : len(fed)]] != fed[-tail:]:
+            if (
+                len(fed) > num_tokens
+                or [int(t) for t in tokens[len(fed) - tail : len(fed)]] != fed[-tail:]
+            ):
                 self._stop(req_id)
                 fed = None
         if fed is None:

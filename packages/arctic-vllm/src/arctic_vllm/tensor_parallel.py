@@ -14,7 +14,7 @@ def tp_group() -> Any | None:
         from vllm.distributed import parallel_state
     except ImportError:
         return None
-    if not parallel_state.model_parallel_is_initialized():
+    if not parallel_state.model_parallel_is_initialized():  # type: ignore[no-untyped-call]
         return None
     group = parallel_state.get_tp_group()
     if group.world_size <= 1:
