@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from arctic_drafters import LSTMSpeculatorConfig, MLPSpeculatorConfig, build_speculator
 
+from arctic_drafters import LSTMSpeculatorConfig, MLPSpeculatorConfig, build_speculator
 from arctic_runtime.tp_draft import VocabParallelDraftRunner, shard_sizes
 
 CONFIGS = [
