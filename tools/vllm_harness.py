@@ -24,7 +24,8 @@ CPU_ENV_DEFAULTS = {
     "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache; the default 4 is far more than needed
     "HF_HUB_OFFLINE": "1",  # no hub here: a model is a local directory
     # Engine in this process: starts in ~4 s instead of ~60 s for a spawned engine core here,
-    # and lets tests inspect the model runner. See _tolerate_slotted_module_objects().
+    # and lets tests inspect the model runner. (A second engine in one process needs the
+    # arctic-vllm plugin's triton_dispatcher patch: see arctic_vllm.patches.LEDGER.)
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "TOKENIZERS_PARALLELISM": "false",
     "VLLM_LOGGING_LEVEL": "WARNING",
@@ -81,28 +82,6 @@ _SPEC_COUNTERS = (
 def configure_cpu_env() -> None:
     for key, value in CPU_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
-
-
-def _safe_vars(obj: object) -> dict[str, Any]:
-    namespace = getattr(obj, "__dict__", None)
-    return namespace if isinstance(namespace, dict) else {}
-
-
-def _tolerate_slotted_module_objects() -> None:
-    """Work around a vLLM 0.32 CPU-backend bug that breaks a second in-process engine.
-
-    Every worker start scans all module globals and calls ``vars(value).get("kernel")``
-    (``vllm/triton_utils/dispatcher.py``, ``_rebind_kernels``). Once numba is imported (vLLM's
-    ngram proposer imports it), llvmlite's ``ffi.lib`` is among them: a ``__slots__`` object
-    whose ``__getattr__`` answers ``__dict__`` with a function wrapper, so the scan raises
-    ``AttributeError: '_lib_fn_wrapper' object has no attribute 'get'``. A module-level
-    ``vars`` in that module only (shadowing the builtin there) makes the scan skip such
-    objects. Remove when vLLM's scan checks the type of ``vars()``'s answer.
-    """
-    from vllm.triton_utils import dispatcher
-
-    if getattr(dispatcher, "vars", None) is not _safe_vars:
-        dispatcher.vars = _safe_vars  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -193,8 +172,6 @@ class Engine:
         self.name = name or (str(speculative_config["method"]) if speculative_config else "none")
         configure_cpu_env()
         from vllm import LLM
-
-        _tolerate_slotted_module_objects()
 
         self.llm = LLM(
             model=str(model_dir),

@@ -1,0 +1,147 @@
+"""Run speculation methods end to end through vLLM and compare them in one run.
+
+Shared by the main job (`tools/demo.py`) and the full benchmark (`tools/bench_vllm.py`):
+one engine per method, every workload through it, each timed `repeats` times (the median
+run counts: these machines are noisy), and a report whose speed-ups are ratios against no
+speculation measured in the same run. Lossless is checked token for token.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from vllm_harness import ARCTIC_METHODS, BUILTIN_METHODS, Engine, RunResult, first_divergence
+from workloads import Request
+
+# Every method by name: vLLM's built-ins ("none", "ngram", "suffix") and ours ("arctic-*").
+METHODS: dict[str, dict[str, Any] | None] = {**BUILTIN_METHODS, **ARCTIC_METHODS}
+
+
+def reexec_with_intel_openmp() -> None:
+    """vLLM's CPU spec decoding is much slower and noisier without libiomp5 preloaded."""
+    if os.environ.get("ARCTIC_NO_REEXEC") or "libiomp5" in os.environ.get("LD_PRELOAD", ""):
+        return
+    lib = Path(sys.prefix) / "lib" / "libiomp5.so"
+    if not lib.is_file():
+        return
+    env = dict(os.environ, LD_PRELOAD=f"{lib} {os.environ.get('LD_PRELOAD', '')}".strip())
+    env["ARCTIC_NO_REEXEC"] = "1"
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def check_methods(names: Sequence[str]) -> list[str]:
+    """The methods to run, baseline first; raises ValueError naming unknown ones."""
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+    return ["none", *[m for m in names if m != "none"]]
+
+
+def run_methods(
+    model: Path,
+    methods: Sequence[str],
+    workloads: dict[str, list[Request]],
+    batch_size: int,
+    repeats: int = 1,
+) -> dict[str, dict[str, RunResult]]:
+    """results[workload][method]: the median-time run of ``repeats`` (outputs are the same
+    every time: greedy)."""
+    results: dict[str, dict[str, RunResult]] = {w: {} for w in workloads}
+    bar = tqdm(total=len(methods) * len(workloads) * repeats, desc="vLLM runs", unit="run")
+    for method in methods:
+        bar.set_postfix_str(f"{method}: starting vLLM")
+        with Engine(model, METHODS[method], name=method) as engine:
+            engine.generate([[1, 2, 3]], 4)  # warm-up, not timed
+            for wname, requests in workloads.items():
+                bar.set_postfix_str(f"{method} / {wname}")
+                runs = []
+                for _ in range(repeats):
+                    runs.append(
+                        engine.run(
+                            [r.prompt_ids for r in requests],
+                            [r.max_tokens for r in requests],
+                            batch_size=batch_size,
+                        )
+                    )
+                    bar.update()
+                runs.sort(key=lambda r: r.seconds)
+                results[wname][method] = runs[len(runs) // 2]
+    bar.close()
+    return results
+
+
+@dataclass(frozen=True)
+class Row:
+    workload: str
+    method: str
+    tokens_per_second: float
+    speedup: float  # vs "none" in the same run
+    mean_acceptance_length: float
+    acceptance_rate: float
+    generated_tokens: int
+    seconds: float
+    diverged: tuple[int, ...]  # indices of requests whose output differs from "none"
+
+    @property
+    def lossless(self) -> bool:
+        return not self.diverged
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "workload": self.workload,
+            "method": self.method,
+            "tokens_per_second": round(self.tokens_per_second, 2),
+            "speedup": round(self.speedup, 3),
+            "mean_acceptance_length": round(self.mean_acceptance_length, 3),
+            "acceptance_rate": round(self.acceptance_rate, 3),
+            "generated_tokens": self.generated_tokens,
+            "seconds": round(self.seconds, 3),
+            "lossless": self.lossless,
+        }
+
+
+def report(results: dict[str, dict[str, RunResult]]) -> list[Row]:
+    rows = []
+    for wname, by_method in results.items():
+        base = by_method["none"]
+        for method, r in by_method.items():
+            diverged = tuple(
+                i
+                for i, (a, b) in enumerate(zip(r.outputs, base.outputs, strict=True))
+                if first_divergence(a, b) is not None
+            )
+            rows.append(
+                Row(
+                    wname,
+                    method,
+                    r.tokens_per_second,
+                    r.tokens_per_second / base.tokens_per_second,
+                    r.counters.mean_acceptance_length,
+                    r.counters.acceptance_rate,
+                    r.generated_tokens,
+                    r.seconds,
+                    diverged,
+                )  # fmt: skip
+            )
+    return rows
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    header = (
+        f"{'workload':<14}{'method':<17}{'tokens/s':>10}{'speed-up':>10}{'accept len':>12}"
+        "  lossless"
+    )
+    print("\n" + header + "\n" + "-" * len(header))
+    for r in rows:
+        ok = "yes" if r.lossless else f"NO {list(r.diverged)}"
+        print(
+            f"{r.workload:<14}{r.method:<17}{r.tokens_per_second:>10.1f}{r.speedup:>9.2f}x"
+            f"{r.mean_acceptance_length:>12.2f}  {ok}"
+        )
