@@ -128,7 +128,7 @@ def report(results: dict[str, dict[str, RunResult]]) -> list[Row]:
                     r.generated_tokens,
                     r.seconds,
                     diverged,
-                )  # fmt: skip
+                )
             )
     return rows
 
