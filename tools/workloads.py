@@ -1,4 +1,5 @@
-"""Built-in workloads for the tiny target: agentic code edits and HumanEval, as token ids.
+"""Built-in workloads for the tiny target: agentic code edits, HumanEval and English prose,
+as token ids.
 
 Every prompt comes from held-out data (files and tasks the model never trained on), so the
 speed-ups measured on them are not memorisation.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from corpus import EDIT, FILE, humaneval_tasks, stdlib_files
+from corpus import EDIT, FILE, MAX_FILE_BYTES, humaneval_tasks, stdlib_files, stdlib_root
 from edits import apply_edits
 
 
@@ -88,9 +89,39 @@ def humaneval_prompt(prompt: str) -> str:
     return prompt.rstrip("\n")
 
 
+def prose_requests(
+    tokenizer, n: int = 6, prompt_tokens: int = 128, max_tokens: int = 96, seed: int = 0
+) -> list[Request]:
+    """English prose: topics of the Python reference manual (the stdlib's
+    ``pydoc_data/topics.py``, what ``help("if")`` prints), cut at a line end.
+
+    Never trained on: the file is larger than ``corpus.MAX_FILE_BYTES``, so the corpus skips it
+    (checked below); short phrases may still recur in trained docstrings. Prose is outside the
+    code-trained target's domain; the bundled tiny target soon falls into repeating ``"\\n#"``
+    on it (greedy), so what speculation gains here is mostly that repetition.
+    """
+    if (stdlib_root() / "pydoc_data" / "topics.py").stat().st_size <= MAX_FILE_BYTES:
+        raise RuntimeError("pydoc_data/topics.py is in the training corpus here; not held out")
+    from pydoc_data.topics import topics
+
+    rng = random.Random(seed)
+    names = rng.sample(sorted(t for t in topics if len(topics[t]) > 8 * prompt_tokens), n)
+    requests = []
+    for name in names:
+        text = topics[name][: 8 * prompt_tokens]  # enough characters for prompt_tokens
+        head = tokenizer.decode(
+            tokenizer(text, add_special_tokens=False)["input_ids"][:prompt_tokens]
+        )
+        prompt = head[: head.rfind("\n")].rstrip()  # see humaneval_prompt on trailing "\n"
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        requests.append(Request(f"prose-{name}", ids, max_tokens))
+    return requests
+
+
 WORKLOADS = {
     "agentic-edit": agentic_edit_requests,
     "humaneval": humaneval_requests,
+    "prose": prose_requests,
 }
 
 

@@ -51,3 +51,22 @@ def test_hybrid_lifecycle_reaches_both():
     h.stop_request("r")
     assert "r" not in h.drafter._per_request
     assert "r" in h.suffix.cache.cached_requests
+
+
+def test_suffix_calibration_recovers_from_drafts_it_did_not_send():
+    h = _hybrid()
+    h.start_request("r", [5, 6, 7, 8, 5, 6, 7, 8, 5, 6])
+    for _ in range(60):  # suffix drafts failed for a while: calibration collapses
+        h.record("r", Draft.path([7, 8, 5], SUFFIX, 3.0), 0)
+    low = h.suffix_calibration
+    assert low < 0.1
+    # Now the drafter is chosen, but the target produces exactly what suffix would have
+    # drafted: the losing suffix drafts are scored against it and calibration rises.
+    for _ in range(30):
+        [d] = h.propose([_req("r", 6)])
+        assert d is not None
+        shadow = h._shadow.get("r")
+        produced = list(shadow.token_ids if shadow is not None else d.token_ids)
+        h.record("r", d, 0)
+        h.accept_tokens("r", produced)
+    assert h.suffix_calibration > 5 * low

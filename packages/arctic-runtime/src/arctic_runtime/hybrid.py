@@ -35,6 +35,11 @@ class HybridProposer:
         self._decay = calibration_decay
         self._suffix_accepted = 1.0
         self._suffix_scored = 1.0
+        # The suffix draft that lost this step, per request: scored against the tokens the
+        # target then produced, so a calibration that fell (suffix rarely chosen) can rise
+        # again. A lower bound when every produced token matched (the draft might have gone
+        # further), which only makes recovery cautious.
+        self._shadow: dict[str, Draft] = {}
 
     @property
     def suffix_calibration(self) -> float:
@@ -44,18 +49,30 @@ class HybridProposer:
         self.suffix.start_request(req_id, prompt_ids, namespace)
         self.drafter.start_request(req_id, prompt_ids, namespace)
 
+    def _calibrate(self, accepted: float, score: float) -> None:
+        self._suffix_accepted = self._suffix_accepted * self._decay + accepted
+        self._suffix_scored = self._suffix_scored * self._decay + score
+
     def accept_tokens(self, req_id: str, token_ids: Sequence[int]) -> None:
+        shadow = self._shadow.pop(req_id, None)
+        if shadow is not None and token_ids:
+            matched = 0
+            for drafted, produced in zip(shadow.token_ids, token_ids, strict=False):
+                if drafted != produced:
+                    break
+                matched += 1
+            self._calibrate(matched, shadow.score)
         self.suffix.accept_tokens(req_id, token_ids)
         self.drafter.accept_tokens(req_id, token_ids)
 
     def record(self, req_id: str, draft: Draft, num_accepted: int) -> None:
         if draft.source == SUFFIX:
-            self._suffix_accepted = self._suffix_accepted * self._decay + num_accepted
-            self._suffix_scored = self._suffix_scored * self._decay + draft.score
+            self._calibrate(num_accepted, draft.score)
         self.suffix.record(req_id, draft, num_accepted)
         self.drafter.record(req_id, draft, num_accepted)
 
     def stop_request(self, req_id: str) -> None:
+        self._shadow.pop(req_id, None)
         self.suffix.stop_request(req_id)
         self.drafter.stop_request(req_id)
 
@@ -73,6 +90,8 @@ class HybridProposer:
             else:
                 out.append(None)
                 for_drafter.append(i)
+                if s is not None:
+                    self._shadow[r.req_id] = s
         if for_drafter:
             drafted = self.drafter.propose([batch[i] for i in for_drafter])
             for i, d in zip(for_drafter, drafted, strict=True):

@@ -31,13 +31,15 @@ class ArcticOptions:
     drafter_path: str | None = None  # the drafter checkpoint directory (method "arctic")
     enable_suffix_decoding: bool = False  # method "arctic": hybrid with suffix decoding
     # Suffix decoding (vLLM's suffix_decoding_* names map onto these).
-    suffix_max_depth: int = 64  # the suffix trees' depth (vLLM's default is 24)
+    suffix_max_depth: int = 24  # the suffix trees' depth: vLLM's default (measured best here)
     suffix_max_cached_requests: int | None = 10000  # global tree: request budget (0: off)
     suffix_max_cached_tokens: int | None = None  # global tree: token budget (None: no cap)
     suffix_max_spec_factor: float = 1.0  # draft cap = factor * match length + offset
     suffix_max_spec_offset: float = 0.0
     suffix_min_token_prob: float = 0.1  # stop the draft below this path probability
     suffix_eviction: str = "lru"  # "lru" or "fifo" over the global tree
+    # arctic-suffix's adaptive draft cap (False: the anchor's factor * match length rule).
+    suffix_adaptive: bool = True
     suffix_namespace_source: str = "none"  # "none", "lora" (adapter name) or "request"
     # Drafter.
     drafter_fp8: bool = False  # FP8 (e4m3) LM heads (arctic-kernels)
@@ -67,6 +69,7 @@ _ALIASES: dict[str, str] = {
     "suffix_decoding_max_cached_tokens": "suffix_max_cached_tokens",
     "suffix_decoding_max_spec_offset": "suffix_max_spec_offset",
     "suffix_decoding_eviction": "suffix_eviction",
+    "suffix_decoding_adaptive": "suffix_adaptive",
     "suffix_decoding_namespace": "suffix_namespace_source",
     "drafter_fp8": "drafter_fp8",
     "drafter_cuda_graph": "drafter_cuda_graph",
@@ -76,6 +79,8 @@ _ALIASES: dict[str, str] = {
 }
 # Keys of the user's dict that stay with vLLM (fields of its SpeculativeConfig).
 _VLLM_PASSTHROUGH = ("enforce_eager", "max_model_len", "disable_padded_drafter_batch")
+# Options that only a drafter reads: an error with method "suffix".
+_DRAFTER_FIELDS = ("drafter_path", "enable_suffix_decoding", "drafter_fp8", "drafter_cuda_graph")
 
 
 def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> None:
@@ -138,7 +143,7 @@ def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]
     name = {f: origin.get(f, f) for f in (f.name for f in dataclasses.fields(ArcticOptions))}
 
     if method == "suffix":
-        for field in ("drafter_path", "enable_suffix_decoding", "drafter_fp8"):
+        for field in _DRAFTER_FIELDS:
             if field in origin:
                 raise ArcticConfigError(
                     f"speculative_config[{origin[field]!r}] needs method 'arctic' (a drafter); "
@@ -158,7 +163,7 @@ def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]
         _check_int("num_speculative_tokens", k, 1)
     fields["num_speculative_tokens"] = k
 
-    for f in ("enable_suffix_decoding", "drafter_fp8", "drafter_cuda_graph"):
+    for f in ("enable_suffix_decoding", "drafter_fp8", "drafter_cuda_graph", "suffix_adaptive"):
         if f in fields:
             _check_bool(name[f], fields[f])
     if "suffix_max_depth" in fields:
@@ -189,6 +194,11 @@ def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]
     if soft is not None and hard is not None and hard < soft:
         raise ArcticConfigError(f"hard_batch_cap={hard} must be >= soft_batch_cap={soft}")
     if fields.get("drafter_path") is not None:
+        if not isinstance(fields["drafter_path"], str | os.PathLike):
+            raise ArcticConfigError(
+                f"speculative_config[{name['drafter_path']!r}] must be the drafter checkpoint "
+                f"directory (a path), got {fields['drafter_path']!r}"
+            )
         fields["drafter_path"] = os.fspath(fields["drafter_path"])
     return ArcticOptions(**fields), passthrough
 

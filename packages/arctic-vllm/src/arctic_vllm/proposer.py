@@ -55,6 +55,7 @@ def _suffix_proposer(o: ArcticOptions) -> SuffixProposer:
         max_cached_requests=cached,
         max_cached_tokens=o.suffix_max_cached_tokens,
         eviction=o.suffix_eviction,
+        adaptive=o.suffix_adaptive,
     )
 
 
@@ -72,6 +73,7 @@ class ArcticProposer:
         self.num_speculative_tokens = int(spec.num_speculative_tokens)
         self.max_model_len = int(vllm_config.model_config.max_model_len)
         self.dtype = vllm_config.model_config.dtype
+        self.max_num_seqs = int(vllm_config.scheduler_config.max_num_seqs)
         self.policy = SpeculationPolicy(
             self.num_speculative_tokens,
             soft_batch_cap=options.soft_batch_cap,
@@ -103,22 +105,35 @@ class ArcticProposer:
         from .tensor_parallel import vocab_parallel_runner
 
         fp8 = self.options.drafter_fp8
-        runner = vocab_parallel_runner(speculator, fp8=fp8)
         n = min(self.num_speculative_tokens, speculator.config.n_predict)
         # With vocab-parallel heads the runner owns (and quantizes) the heads.
-        self.drafter = DrafterProposer(
-            speculator, n, draft_runner=runner, fp8=fp8 and runner is None
-        )
+        runner = vocab_parallel_runner(speculator, fp8=fp8)
+        if runner is None and fp8:
+            from arctic_kernels import Fp8Linear, quantize_drafter
+
+            quantize_drafter(speculator)
+            for module in speculator.modules():
+                if isinstance(module, Fp8Linear):
+                    # NaN/Inf checks sync with the host: not allowed inside a CUDA graph.
+                    module.check_finite = False
+        if runner is None and param.device.type == "cuda" and self.options.drafter_cuda_graph:
+            from arctic_runtime.draft_loop import DraftLoop
+
+            loop = DraftLoop(speculator, n, max_batch_size=self.max_num_seqs)
+            loop.capture()
+            runner = loop
+        self.drafter = DrafterProposer(speculator, n, draft_runner=runner)
+        self.draft_mode = type(runner).__name__ if runner is not None else "eager"
         if self.suffix is not None:
             self.proposer = HybridProposer(self.suffix, self.drafter)
         else:
             self.proposer = self.drafter
         logger.info(
-            "arctic: drafter %s (%s, n_predict=%d) on %s %s%s%s, K=%d",
+            "arctic: drafter %s (%s, n_predict=%d) on %s %s%s%s, K=%d, draft loop %s",
             self.options.drafter_path, type(speculator).__name__, speculator.config.n_predict,
             param.device, param.dtype, ", FP8 heads" if self.options.drafter_fp8 else "",
             " + suffix decoding (hybrid)" if self.suffix is not None else "",
-            self.num_speculative_tokens,
+            self.num_speculative_tokens, self.draft_mode,
         )  # fmt: skip
 
     def propose(self, *args: Any, **kwargs: Any) -> list[list[int]]:

@@ -33,6 +33,29 @@ def translate(user_config: dict[str, Any], target_model_config: Any) -> tuple[di
     return vllm_config, options
 
 
+# vLLM's --spec-method / --spec-model / --spec-tokens, merged into the dict by the original
+# function; merged here first so `--spec-method arctic` reaches the translation too.
+_CLI_FLAGS = (
+    ("spec_method", "method"),
+    ("spec_model", "model"),
+    ("spec_tokens", "num_speculative_tokens"),
+)
+
+
+def _merge_cli_flags(engine_args: Any) -> None:
+    for attr, key in _CLI_FLAGS:
+        value = getattr(engine_args, attr, None)
+        if value is None:
+            continue
+        config = dict(engine_args.speculative_config or {})
+        if key in config:
+            flag = "--" + attr.replace("_", "-")
+            raise ValueError(f"{flag} and --speculative-config['{key}'] are mutually exclusive")
+        config[key] = value
+        engine_args.speculative_config = config
+        setattr(engine_args, attr, None)
+
+
 def apply() -> bool:
     from vllm.engine.arg_utils import EngineArgs
 
@@ -42,18 +65,21 @@ def apply() -> bool:
     def create_speculative_config(
         self: Any, target_model_config: Any, target_parallel_config: Any
     ) -> Any:
+        _merge_cli_flags(self)
         user = self.speculative_config
         method = user.get("method") if isinstance(user, dict) else None
         backend = user.get(BACKEND_KEY, "arctic_suffix") if isinstance(user, dict) else None
+        if isinstance(user, dict) and BACKEND_KEY in user:
+            # Checked before either path: an unknown backend must not fall back silently.
+            from ..exceptions import ArcticConfigError
+
+            if backend not in BACKENDS or method != "suffix":
+                raise ArcticConfigError(
+                    f"speculative_config[{BACKEND_KEY!r}] = {backend!r}: must be one of "
+                    f"{BACKENDS}, with method 'suffix'"
+                )
         if method not in ("arctic", "suffix") or backend == "arctic_inference":
             if isinstance(user, dict) and BACKEND_KEY in user:
-                from ..exceptions import ArcticConfigError
-
-                if backend not in BACKENDS or method != "suffix":
-                    raise ArcticConfigError(
-                        f"speculative_config[{BACKEND_KEY!r}] = {backend!r}: must be one of "
-                        f"{BACKENDS}, with method 'suffix'"
-                    )
                 user = dict(user)
                 del user[BACKEND_KEY]
                 self.speculative_config = user
