@@ -24,3 +24,58 @@ def test_vllms_custom_class_propose_says_the_patch_is_missing(engine_config):
     assert proposer.num_speculative_tokens == 4 and proposer.suffix is not None
     with pytest.raises(RuntimeError, match=r"model-runner patch is not applied"):
         proposer.propose([[1]], [1], None)
+
+
+def _runner(requests: dict[str, tuple[list[int], dict[str, object]]]):
+    """A stand-in for vLLM's model runner: what propose_for_runner reads."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    ids = list(requests)
+    width = max(len(tokens) for tokens, _ in requests.values())
+    table = np.zeros((len(ids), width), dtype=np.int32)
+    for i, (tokens, _) in enumerate(requests.values()):
+        table[i, : len(tokens)] = tokens
+    batch = SimpleNamespace(
+        req_ids=ids,
+        num_tokens_no_spec=np.array([len(t) for t, _ in requests.values()]),
+        token_ids_cpu=table,
+        num_prompt_tokens=np.array([3 for _ in ids]),  # every prompt here is 3 tokens
+    )
+    states = {
+        rid: SimpleNamespace(sampling_params=SimpleNamespace(extra_args=extra), lora_request=None)
+        for rid, (_, extra) in requests.items()
+    }
+    return SimpleNamespace(input_batch=batch, requests=states)
+
+
+def _step(proposer, runner, finished=()):
+    from types import SimpleNamespace
+
+    sched = SimpleNamespace(finished_req_ids=set(finished), scheduled_spec_decode_tokens={})
+    sampled = [[int(t[n - 1])] for t, n in zip(
+        runner.input_batch.token_ids_cpu, runner.input_batch.num_tokens_no_spec, strict=True
+    )]  # fmt: skip
+    return proposer.propose_for_runner(runner, sched, sampled, None, None)
+
+
+def test_request_namespaces_separate_the_global_suffix_trees(engine_config):
+    config = engine_config(
+        {"method": "suffix", "num_speculative_tokens": 4, "suffix_decoding_namespace": "request"}
+    )
+    proposer = ArcticProposer(config)
+    # Request "a" in namespace t1 generates 10..15 one token per step, then finishes.
+    prompt = [1, 2, 3]
+    for n in range(1, 7):
+        out = prompt + list(range(10, 10 + n))
+        _step(proposer, _runner({"a": (out, {"suffix_namespace": "t1"})}))
+    # Its finish event arrives with the next step; "b" (t1) and "c" (t2) share a context
+    # that "a"'s output continues.
+    context = [7, 8, 9, 10, 11]
+    runner = _runner(
+        {"b": (context, {"suffix_namespace": "t1"}), "c": (context, {"suffix_namespace": "t2"})}
+    )
+    drafts = _step(proposer, runner, finished={"a"})
+    assert drafts[0][:2] == [12, 13]  # from t1's global tree
+    assert drafts[1] == []  # t2 never saw that output
