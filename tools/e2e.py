@@ -51,29 +51,32 @@ def run_methods(
     batch_size: int,
     repeats: int = 1,
 ) -> dict[str, dict[str, RunResult]]:
-    """results[workload][method]: the median-time run of ``repeats`` (outputs are the same
-    every time: greedy)."""
-    results: dict[str, dict[str, RunResult]] = {w: {} for w in workloads}
+    """results[workload][method]: the median-time of ``repeats`` runs (greedy: the outputs
+    are the same every time).
+
+    Each repeat starts every method's engine afresh (a warm global suffix cache would make a
+    repeat replay the previous one's outputs), and the repeats interleave the methods so
+    slow drifts of the machine's load spread over all of them.
+    """
+    runs: dict[tuple[str, str], list[RunResult]] = {}
     bar = tqdm(total=len(methods) * len(workloads) * repeats, desc="vLLM runs", unit="run")
-    for method in methods:
-        bar.set_postfix_str(f"{method}: starting vLLM")
-        with Engine(model, METHODS[method], name=method) as engine:
-            engine.generate([[1, 2, 3]], 4)  # warm-up, not timed
-            for wname, requests in workloads.items():
-                bar.set_postfix_str(f"{method} / {wname}")
-                runs = []
-                for _ in range(repeats):
-                    runs.append(
-                        engine.run(
-                            [r.prompt_ids for r in requests],
-                            [r.max_tokens for r in requests],
-                            batch_size=batch_size,
-                        )
-                    )
+    for _ in range(repeats):
+        for method in methods:
+            bar.set_postfix_str(f"{method}: starting vLLM")
+            with Engine(model, METHODS[method], name=method) as engine:
+                engine.generate([[1, 2, 3]], 4)  # warm-up, not timed
+                for wname, requests in workloads.items():
+                    bar.set_postfix_str(f"{method} / {wname}")
+                    prompts = [r.prompt_ids for r in requests]
+                    limits = [r.max_tokens for r in requests]
+                    run = engine.run(prompts, limits, batch_size=batch_size)
+                    runs.setdefault((wname, method), []).append(run)
                     bar.update()
-                runs.sort(key=lambda r: r.seconds)
-                results[wname][method] = runs[len(runs) // 2]
     bar.close()
+    results: dict[str, dict[str, RunResult]] = {w: {} for w in workloads}
+    for (wname, method), timed in runs.items():
+        timed.sort(key=lambda r: r.seconds)
+        results[wname][method] = timed[len(timed) // 2]
     return results
 
 
