@@ -1,13 +1,18 @@
 """arctic-kernels benchmark: each fused op against its plain-torch reference, and TP bytes.
 
     uv run python tools/bench_kernels.py [--out results/bench_kernels.json] [--quick]
-        [--check-interpreted]
+        [--check-interpreted] [--threads N]
+        [--drafter DIR [DIR ...] --hidden hidden.safetensors --tokens shard.safetensors]
 
 Per op and shape: the reference's median time, the fused (Triton) kernel's median time
 where it can run (a CUDA GPU with triton), the minimum bytes the op must move (read inputs
 once, write outputs once) and the bandwidth that implies. Then Fp8Linear against the bf16
-nn.Linear it replaces (weight bytes and time), and the tensor-parallel top-k table (bytes
-every rank receives per step: naive logits all-gather vs one all-gather of packed top-k).
+nn.Linear it replaces (weight bytes and time; W8A8 and weight-only W8A16), and the
+tensor-parallel top-k table (bytes every rank receives per step: naive logits all-gather vs
+one all-gather of packed top-k). With --drafter: on each trained arctic-drafters checkpoint,
+both FP8 schemes (heads, heads + projections) against the bf16 drafter on held-out target
+states: top-1 agreement per draft position, acceptance-length change, weight bytes ratio,
+beside the noise floor of recomputing the bf16 drafter in float32.
 
 Honest labels: every row carries the device it ran on. CPU numbers are CPU numbers and say
 nothing about a GPU. The Triton interpreter (--check-interpreted sets TRITON_INTERPRET=1)
@@ -35,6 +40,7 @@ from tqdm import tqdm
 
 import arctic_kernels as ak
 from arctic_kernels._dispatch import triton_available
+from arctic_kernels.fp8_linear import ActivationScheme
 
 
 def median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
@@ -149,6 +155,9 @@ def bench_fp8_linear(device: torch.device, repeats: int, quick: bool) -> list[di
     fp8 = ak.Fp8Linear.from_linear(lin, weight_scheme="per_tensor")
     fp8_dequant = ak.Fp8Linear.from_linear(lin, weight_scheme="per_tensor")
     fp8_dequant.matmul_backend = "dequantize"  # the fallback path, timed for comparison
+    weight_only = ak.Fp8Linear.from_linear(
+        lin, weight_scheme="per_tensor", activation_scheme="none"
+    )
     results = []
     for batch in tqdm([1, 8], desc="fp8 head", unit="batch"):
         x = torch.randn(batch, inner, device=device, dtype=torch.bfloat16)
@@ -156,6 +165,7 @@ def bench_fp8_linear(device: torch.device, repeats: int, quick: bool) -> list[di
             bf16_ms = median_ms(lambda x=x: lin(x), device, repeats)
             fp8_ms = median_ms(lambda x=x: fp8(x), device, repeats)
             dequant_ms = median_ms(lambda x=x: fp8_dequant(x), device, repeats)
+            weight_only_ms = median_ms(lambda x=x: weight_only(x), device, repeats)
         results.append(
             {
                 "op": "lm_head",
@@ -169,19 +179,35 @@ def bench_fp8_linear(device: torch.device, repeats: int, quick: bool) -> list[di
                 "bf16_ms": bf16_ms,
                 "fp8_ms": fp8_ms,
                 "fp8_dequantize_ms": dequant_ms,
+                "fp8_weight_only_ms": weight_only_ms,
                 "fp8_over_bf16_time": fp8_ms / bf16_ms,
+                "weight_only_over_bf16_time": weight_only_ms / bf16_ms,
             }
         )
     return results
 
 
-def bench_trained_drafter(args: argparse.Namespace) -> dict[str, Any]:
+FP8_VARIANTS: tuple[tuple[str, ActivationScheme, bool], ...] = (
+    # (label, activation_scheme, include_projections)
+    ("W8A8 per-token, heads", "per_token", False),
+    ("W8A16 weight-only, heads", "none", False),
+    ("W8A8 per-token, heads + projections", "per_token", True),
+    ("W8A16 weight-only, heads + projections", "none", True),
+)
+CHUNK = 4096  # positions per forward: bounds the (3, CHUNK, vocab) logits in memory
+
+
+def bench_trained_drafter(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """FP8 heads on a trained arctic-drafters checkpoint, on held-out target states.
 
     A draft at position t (state h_t, last token x_{t+1}) is accepted up to its first token
     differing from the stored greedy continuation x_{t+2}... (as arctic-drafters' evaluate).
+    Agreement is with the bf16 drafter's greedy chain ("chain": later positions inherit
+    earlier flips) and per head with the bf16 chain fed in ("teacher_forced"). The noise
+    floor is the same bf16 weights computed in float32: flips there are near-ties in bf16.
     """
     import copy
+    from collections import Counter
 
     from safetensors.torch import load_file
 
@@ -189,37 +215,109 @@ def bench_trained_drafter(args: argparse.Namespace) -> dict[str, Any]:
 
     hidden = load_file(args.hidden)["hidden"]  # (S, T, H)
     tokens = load_file(args.tokens)["tokens"].long()  # (S, T)
-    drafter = arctic_drafters.load_drafter(args.drafter, dtype=torch.bfloat16)
+    drafter = arctic_drafters.load_drafter(path, dtype=torch.bfloat16).eval()
     n = drafter.config.n_predict
     t = torch.arange(args.prompt_len - 1, tokens.shape[1] - n - 1)
     seq = torch.arange(tokens.shape[0]).repeat_interleave(t.numel())
     t = t.repeat(tokens.shape[0])
     truth = tokens[seq[:, None], t[:, None] + 2 + torch.arange(n)]  # (P, n)
+    states, last = hidden[seq, t], tokens[seq, t + 1]  # (P, H), (P,)
 
-    def draft(model: torch.nn.Module) -> torch.Tensor:
-        with torch.no_grad():
-            return model.propose(hidden[seq, t].to(torch.bfloat16), tokens[seq, t + 1], n)
+    @torch.no_grad()
+    def draft(model: Any, dtype: torch.dtype) -> torch.Tensor:  # a Speculator; (P, n)
+        return torch.cat(
+            [
+                model.propose(states[i : i + CHUNK].to(dtype), last[i : i + CHUNK], n)
+                for i in range(0, len(last), CHUNK)
+            ]
+        )
+
+    @torch.no_grad()
+    def teacher_forced(model: Any, dtype: torch.dtype, chain: torch.Tensor) -> Any:
+        fed = torch.cat([last[:, None], chain[:, :-1]], dim=1)  # head i reads bf16's token i-1
+        picks = torch.cat(
+            [
+                model(states[i : i + CHUNK].to(dtype), fed[i : i + CHUNK]).argmax(-1).t()
+                for i in range(0, len(last), CHUNK)
+            ]
+        )  # (P, n)
+        return (picks == chain).double().mean(0).tolist()
 
     def accepted(d: torch.Tensor) -> float:
         return torch.cumprod((d == truth).long(), dim=1).sum(1).double().mean().item()
 
-    base = draft(drafter)
-    result: dict[str, Any] = {"drafter": str(args.drafter), "positions": int(base.shape[0])}
-    result["bf16_mean_accepted"] = accepted(base)
-    for include_projections in tqdm((False, True), desc="fp8 drafter", unit="variant"):
-        quantized = copy.deepcopy(drafter)
-        report = ak.quantize_drafter(quantized, include_projections=include_projections)
-        fp8 = draft(quantized)
-        key = "fp8_heads_and_projections" if include_projections else "fp8_heads"
-        result[key] = {
-            "replaced": report.replaced,
-            "weight_bytes_bf16": report.bytes_before,
-            "weight_bytes_fp8": report.bytes_after,
-            "draft_agreement_per_position": (fp8 == base).float().mean(0).tolist(),
-            "mean_accepted": accepted(fp8),
-            "relative_change": accepted(fp8) / max(result["bf16_mean_accepted"], 1e-12) - 1,
+    base = draft(drafter, torch.bfloat16)
+    base_accepted = accepted(base)
+
+    def row(label: str, model: torch.nn.Module, dtype: torch.dtype) -> dict[str, Any]:
+        d = draft(model, dtype)
+        flips = Counter(zip(base[d != base].tolist(), d[d != base].tolist(), strict=True))
+        pair, count = flips.most_common(1)[0] if flips else ((-1, -1), 0)
+        return {
+            "variant": label,
+            "agreement_per_position": (d == base).double().mean(0).tolist(),
+            "teacher_forced_agreement": teacher_forced(model, dtype, base),
+            "mean_accepted": accepted(d),
+            "relative_change": accepted(d) / max(base_accepted, 1e-12) - 1,
+            # One near-tie in a repeated context can flip many positions the same way.
+            "largest_flip_pair": {
+                "bf16": pair[0],
+                "variant": pair[1],
+                "share": count / max(1, sum(flips.values())),
+            },
         }
+
+    result: dict[str, Any] = {
+        "drafter": str(path),
+        "positions": int(base.shape[0]),
+        "bf16_mean_accepted": base_accepted,
+        "variants": [
+            row(
+                "noise floor: bf16 weights in float32",
+                copy.deepcopy(drafter).float(),
+                torch.float32,
+            )
+        ],
+    }
+    for label, activation_scheme, include_projections in tqdm(
+        FP8_VARIANTS, desc=f"fp8 {path.name}", unit="variant"
+    ):
+        quantized = copy.deepcopy(drafter)
+        report = ak.quantize_drafter(
+            quantized,
+            include_projections=include_projections,
+            activation_scheme=activation_scheme,
+        )
+        entry = row(label, quantized, torch.bfloat16)
+        entry.update(
+            activation_scheme=activation_scheme,
+            replaced=report.replaced,
+            matmul_backends=sorted(set(report.matmul_backends.values())),
+            weight_bytes_bf16=report.bytes_before,
+            weight_bytes_fp8=report.bytes_after,
+            weight_bytes_ratio=report.bytes_after / report.bytes_before,
+        )
+        result["variants"].append(entry)
     return result
+
+
+def print_drafter_table(result: dict[str, Any]) -> None:
+    def pct(values: list[float]) -> str:
+        return " / ".join(f"{100 * v:.2f}" for v in values)
+
+    print(
+        f"\nFP8 on {result['drafter']} ({result['positions']} held-out positions, bf16 mean "
+        f"accepted {result['bf16_mean_accepted']:.4f}); agreement with the bf16 drafter, %"
+    )
+    print("variant | chain agreement | teacher-forced | accepted (change) | bytes ratio | top flip")
+    for v in result["variants"]:
+        flip = v["largest_flip_pair"]
+        print(
+            f"{v['variant']} | {pct(v['agreement_per_position'])} | "
+            f"{pct(v['teacher_forced_agreement'])} | {v['mean_accepted']:.4f} "
+            f"({100 * v['relative_change']:+.2f} %) | {v.get('weight_bytes_ratio', 1.0):.3f} | "
+            f"{flip['bf16']}->{flip['variant']} ({100 * flip['share']:.0f} % of flips)"
+        )
 
 
 def plot(output: dict[str, Any], path: Path) -> None:
@@ -290,12 +388,18 @@ def main() -> None:
     )
     drafter = parser.add_argument_group("optional: FP8 on a trained arctic-drafters checkpoint")
     drafter.add_argument(
-        "--drafter", type=Path, help="checkpoint directory (needs arctic-drafters)"
+        "--drafter",
+        type=Path,
+        nargs="+",
+        action="extend",
+        help="checkpoint directories (needs arctic-drafters); each gets both FP8 schemes",
     )
     drafter.add_argument("--hidden", type=Path, help="safetensors with 'hidden' (S, T, H)")
     drafter.add_argument("--tokens", type=Path, help="safetensors with 'tokens' (S, T)")
     drafter.add_argument("--prompt-len", type=int, default=64)
     args = parser.parse_args()
+    if args.drafter and (args.hidden is None or args.tokens is None):
+        parser.error("--drafter needs --hidden and --tokens (held-out target states)")
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -330,7 +434,7 @@ def main() -> None:
         ],
     )
     print_table(
-        "LM head: bf16 nn.Linear vs Fp8Linear",
+        "LM head: bf16 nn.Linear vs Fp8Linear (W8A8 _scaled_mm / W8A8 dequantize / W8A16)",
         heads,
         [
             "batch",
@@ -340,7 +444,9 @@ def main() -> None:
             "bf16_ms",
             "fp8_ms",
             "fp8_dequantize_ms",
+            "fp8_weight_only_ms",
             "fp8_over_bf16_time",
+            "weight_only_over_bf16_time",
         ],
     )
     print_table(
@@ -348,10 +454,16 @@ def main() -> None:
         tp,
         ["vocab", "world_size", "k", "naive_bytes", "sharded_bytes", "ratio"],
     )
-    output = {"environment": env, "ops": ops, "lm_head": heads, "tp_topk_bytes": tp}
-    if args.drafter is not None:
-        output["trained_drafter"] = bench_trained_drafter(args)
-        print("\nFP8 on a trained drafter:", json.dumps(output["trained_drafter"], indent=2))
+    output: dict[str, Any] = {
+        "environment": env,
+        "ops": ops,
+        "lm_head": heads,
+        "tp_topk_bytes": tp,
+    }
+    if args.drafter:
+        output["trained_drafters"] = [bench_trained_drafter(path, args) for path in args.drafter]
+        for result in output["trained_drafters"]:
+            print_drafter_table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(output, indent=2))
     print(f"\nwrote {args.out}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from stand_ins import TinyMLPSpeculator, fit_prototype_heads
 
-from arctic_kernels import Fp8Linear, quantize_drafter
+from arctic_kernels import Fp8Linear, dequantize, quantize_drafter
 
 
 def _drafter(seed: int = 0) -> TinyMLPSpeculator:
@@ -45,17 +47,29 @@ def _acceptance_length(logits: list[torch.Tensor], target: torch.Tensor) -> floa
     return right.cumprod(dim=-1).sum(dim=-1).float().mean().item()
 
 
+@pytest.mark.parametrize("activation_scheme", ["per_token", "none"])
 @pytest.mark.parametrize("weight_scheme", ["per_tensor", "per_channel"])
 @pytest.mark.parametrize("noise", [0.5, 0.8])
 @torch.no_grad()
-def test_fp8_heads_keep_top1_and_acceptance_length(noise: float, weight_scheme: str) -> None:
+def test_fp8_heads_keep_top1_and_acceptance_length(
+    noise: float, weight_scheme: str, activation_scheme: str
+) -> None:
     drafter, state, token, target = _trained_like(noise)
     before = drafter(state, token)
-    report = quantize_drafter(drafter, weight_scheme=weight_scheme)  # type: ignore[arg-type]
+    report = quantize_drafter(
+        drafter,
+        weight_scheme=weight_scheme,  # type: ignore[arg-type]
+        activation_scheme=activation_scheme,  # type: ignore[arg-type]
+    )
     after = drafter(state, token)
     assert report.replaced == ["head.0", "head.1", "head.2"]
-    assert all(isinstance(h, Fp8Linear) for h in drafter.head)
-    assert set(report.matmul_backends.values()) == {"scaled_mm"}
+    assert report.activation_scheme == activation_scheme
+    assert all(
+        isinstance(h, Fp8Linear) and h.activation_scheme == activation_scheme for h in drafter.head
+    )
+    # Weight-only never takes _scaled_mm (it needs FP8 activations); W8A8 does on this build.
+    backend = "dequantize" if activation_scheme == "none" else "scaled_mm"
+    assert set(report.matmul_backends.values()) == {backend}
     # Head 0 sees identical inputs; heads 1-2 also inherit any earlier flip of the chain.
     agree = [
         (b.argmax(-1) == a.argmax(-1)).float().mean().item()
@@ -63,7 +77,8 @@ def test_fp8_heads_keep_top1_and_acceptance_length(noise: float, weight_scheme: 
     ]
     len_before, len_after = _acceptance_length(before, target), _acceptance_length(after, target)
     print(
-        f"noise={noise} {weight_scheme}: agreement {agree}, acceptance {len_before:.4f} -> {len_after:.4f}"
+        f"noise={noise} {weight_scheme} activations {activation_scheme}: agreement {agree}, "
+        f"acceptance {len_before:.4f} -> {len_after:.4f}"
     )
     assert agree[0] >= 0.99
     if noise <= 0.5:
@@ -71,13 +86,46 @@ def test_fp8_heads_keep_top1_and_acceptance_length(noise: float, weight_scheme: 
     assert abs(len_after - len_before) <= 0.01 * len_before
 
 
+@pytest.mark.parametrize("activation_scheme", ["per_token", "none"])
 @torch.no_grad()
-def test_fp8_heads_halve_weight_bytes_vs_bf16() -> None:
-    report = quantize_drafter(_drafter())
-    # bf16 weights (2 bytes) -> fp8 (1 byte) + one float32 scale per output row.
+def test_fp8_heads_halve_weight_bytes_vs_bf16(activation_scheme: str) -> None:
+    report = quantize_drafter(_drafter(), activation_scheme=activation_scheme)  # type: ignore[arg-type]
+    # bf16 weights (2 bytes) -> fp8 (1 byte) + one float32 scale per output row, either scheme.
     assert report.bytes_before == 3 * 2048 * 128 * 2
     assert report.bytes_after == 3 * (2048 * 128 + 2048 * 4)
     assert report.bytes_after / report.bytes_before < 0.52
+
+
+def test_default_is_w8a8_per_token() -> None:
+    # What arctic-vllm's `drafter_fp8: true` gets; the README says why (FP8 tensor cores).
+    drafter = _drafter()
+    report = quantize_drafter(drafter)
+    assert report.activation_scheme == "per_token"
+    assert all(h.activation_scheme == "per_token" for h in drafter.head)
+
+
+@torch.no_grad()
+def test_weight_only_drafter_is_the_drafter_with_dequantized_heads() -> None:
+    # Reference: the float32 drafter with each head's weight replaced, in plain torch, by its
+    # dequantized FP8 value. Weight-only heads must reproduce it, greedy chain included.
+    drafter = _drafter().float()
+    state, token = torch.randn(64, 128), torch.arange(64)
+    reference = copy.deepcopy(drafter)
+    quantize_drafter(drafter, activation_scheme="none")
+    for head, fp8 in zip(reference.head, drafter.head, strict=True):
+        assert isinstance(fp8, Fp8Linear)
+        head.weight.copy_(dequantize(fp8.weight_fp8, fp8.weight_scale.t()))
+    got, want = drafter(state, token), reference(state, token)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
+        assert torch.equal(g.argmax(-1), w.argmax(-1))
+
+
+def test_unknown_activation_scheme_is_refused_before_anything_changes() -> None:
+    drafter = _drafter()
+    with pytest.raises(ValueError, match="activation_scheme"):
+        quantize_drafter(drafter, activation_scheme="weight_only")  # type: ignore[arg-type]
+    assert all(type(h) is torch.nn.Linear for h in drafter.head)
 
 
 @torch.no_grad()

@@ -1,9 +1,10 @@
-"""`Fp8Linear`: FP8 e4m3 weights with scales, activations quantized on the fly per call.
+"""`Fp8Linear`: FP8 e4m3 weights with scales; activations quantized per call, or kept exact.
 
-The matmul runs through `torch._scaled_mm` where the device supports it (this CPU build of
-torch; CUDA compute capability >= 8.9), else it dequantizes and multiplies. Which path a
-layer uses is decided once, at construction, by a tiny probe call, and kept in
-`Fp8Linear.matmul_backend` (also logged).
+W8A8 (`activation_scheme="per_token"` / `"per_tensor"`): the matmul runs through
+`torch._scaled_mm` where the device supports it (this CPU build of torch; CUDA compute
+capability >= 8.9), else it dequantizes and multiplies. Which path a layer uses is decided
+once, at construction, by a tiny probe call, and kept in `Fp8Linear.matmul_backend` (also
+logged). Weight-only W8A16 (`activation_scheme="none"`) always dequantizes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from arctic_kernels.fp8 import (
 )
 
 WeightScheme = Literal["per_tensor", "per_channel"]
-ActivationScheme = Literal["per_token", "per_tensor"]
+ActivationScheme = Literal["per_token", "per_tensor", "none"]
+ACTIVATION_SCHEMES: tuple[ActivationScheme, ...] = ("per_token", "per_tensor", "none")
 MatmulBackend = Literal["scaled_mm", "dequantize"]
 
 logger = logging.getLogger("arctic_kernels")
@@ -49,9 +51,23 @@ class Fp8Linear(torch.nn.Module):
     """A drop-in for nn.Linear with FP8 weights (buffers `weight_fp8`, `weight_scale`).
 
     weight_scheme: "per_tensor" (one scale, as Arctic's FP8 draft head) or "per_channel".
-    activation_scheme: "per_token" (dynamic, one scale per row) or "per_tensor" (dynamic).
-    check_finite: raise on NaN/Inf activations; set False inside CUDA graphs (then NaN/Inf
-    rows give NaN outputs, see fp8.py).
+    activation_scheme:
+      - "per_token" (W8A8, dynamic, one scale per row) or "per_tensor" (W8A8, dynamic, one
+        scale per call): activations are cast to e4m3 and the product runs on FP8 tensor
+        cores through `torch._scaled_mm` (CUDA sm89+, this CPU build), reading 1 byte per
+        weight. Costs accuracy twice: weight and activation rounding (3 mantissa bits each).
+      - "none" (weight-only, W8A16): activations stay exact; the e4m3 weight is cast to the
+        activation dtype (exact: e4m3 values are bf16 / fp16 / fp32 values), multiplied in
+        that dtype, and the weight scales applied to the (M, N) output in float32. Only
+        the weight is rounded (measured on the tiny drafters: 0.3-1.0 points more top-1
+        agreement than per-token W8A8, see the README). In plain torch the cast
+        materialises a transient (N, K) weight in the activation dtype on every call, so
+        the stored weight is halved but the bytes moved per call are not (1 read + 2 written
+        + 2 read per weight vs 2 for bf16): the small-batch bandwidth win needs a fused
+        dequantize-GEMM kernel (FP8-Marlin style), which this package does not have yet.
+    check_finite: raise on NaN/Inf activations (they have no FP8 scale); set False inside
+    CUDA graphs (then NaN/Inf rows give NaN outputs, see fp8.py). Weight-only layers compute
+    no activation scale, never check (NaN/Inf propagate as in nn.Linear) and keep it False.
     """
 
     weight_fp8: torch.Tensor  # (N, K) float8_e4m3fn
@@ -73,9 +89,10 @@ class Fp8Linear(torch.nn.Module):
             raise ValueError(
                 f"weight_scheme must be 'per_tensor' or 'per_channel', got {weight_scheme!r}"
             )
-        if activation_scheme not in ("per_token", "per_tensor"):
+        if activation_scheme not in ACTIVATION_SCHEMES:
             raise ValueError(
-                f"activation_scheme must be 'per_token' or 'per_tensor', got {activation_scheme!r}"
+                f"activation_scheme must be one of {list(ACTIVATION_SCHEMES)} ('none': "
+                f"weight-only), got {activation_scheme!r}"
             )
         if weight.dim() != 2:
             raise ValueError(
@@ -86,7 +103,8 @@ class Fp8Linear(torch.nn.Module):
         self.weight_scheme = weight_scheme
         self.activation_scheme = activation_scheme
         self.out_dtype = out_dtype or weight.dtype
-        self.check_finite = check_finite
+        # No activation scale, so nothing to check (and no host sync to keep out of graphs).
+        self.check_finite = check_finite and activation_scheme != "none"
         if weight_scheme == "per_tensor":
             w_q, w_scale = quantize_per_tensor(weight)
             w_scale = w_scale.expand(self.out_features).reshape(1, -1).clone()
@@ -98,12 +116,17 @@ class Fp8Linear(torch.nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().to(self.out_dtype))
         # _scaled_mm on CUDA needs K and N to be multiples of 16.
         aligned = self.in_features % 16 == 0 and self.out_features % 16 == 0
-        use_mm = aligned and _scaled_mm_works(weight.device, self.out_dtype)
+        use_mm = (
+            activation_scheme != "none"
+            and aligned
+            and _scaled_mm_works(weight.device, self.out_dtype)
+        )
         self.matmul_backend: MatmulBackend = "scaled_mm" if use_mm else "dequantize"
         logger.info(
-            "arctic_kernels: Fp8Linear(%d -> %d) on %s uses %s",
+            "arctic_kernels: Fp8Linear(%d -> %d, activations %s) on %s uses %s",
             self.in_features,
             self.out_features,
+            activation_scheme,
             weight.device.type,
             self.matmul_backend,
         )
@@ -126,6 +149,8 @@ class Fp8Linear(torch.nn.Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"expected last dim {self.in_features}, got {tuple(x.shape)}")
         x2 = x.reshape(-1, self.in_features)  # (M, K)
+        if self.activation_scheme == "none":
+            return self._forward_weight_only(x2).reshape(*x.shape[:-1], self.out_features)
         x_q, x_scale = self._quantize_input(x2)
         if self.matmul_backend == "scaled_mm":
             out = torch._scaled_mm(
@@ -142,6 +167,14 @@ class Fp8Linear(torch.nn.Module):
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*x.shape[:-1], self.out_features)
+
+    def _forward_weight_only(self, x2: torch.Tensor) -> torch.Tensor:
+        # Scaling the output, not the weight, keeps the cast exact: one rounding fewer.
+        out = torch.nn.functional.linear(x2, self.weight_fp8.to(x2.dtype)).float()  # (M, N)
+        out = out * self.weight_scale
+        if self.bias is not None:
+            out = out + self.bias.float()
+        return out.to(self.out_dtype)
 
     def extra_repr(self) -> str:
         return (
