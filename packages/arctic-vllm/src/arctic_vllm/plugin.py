@@ -36,6 +36,19 @@ def check_vllm_version(version: str) -> None:
         )
 
 
+def _log_through_vllm() -> None:
+    """Our INFO lines (what was loaded, the periodic per-source acceptance) go where vLLM's
+    go, in its format and at its level (VLLM_LOGGING_LEVEL)."""
+    ours = logging.getLogger("arctic_vllm")
+    if ours.handlers:
+        return
+    vllm_logger = logging.getLogger("vllm")
+    for handler in vllm_logger.handlers:
+        ours.addHandler(handler)
+    if vllm_logger.handlers:
+        ours.setLevel(vllm_logger.getEffectiveLevel())
+
+
 def register() -> list[str]:
     """Patch vLLM once per process; returns what was patched (empty when disabled)."""
     global _registered
@@ -48,6 +61,7 @@ def register() -> list[str]:
         return _registered
     import vllm
 
+    _log_through_vllm()
     check_vllm_version(vllm.__version__)
     from . import patches
 
