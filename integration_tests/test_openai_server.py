@@ -109,6 +109,8 @@ def _server_env() -> dict[str, str]:
     # (multiprocess), which is what proves the options cross process boundaries.
     env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
     env.update(VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    # The log checks below read INFO lines; the harness sets WARNING in the test process.
+    env["VLLM_LOGGING_LEVEL"] = "INFO"
     return env
 
 

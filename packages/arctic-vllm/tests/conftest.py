@@ -66,3 +66,22 @@ def engine_config(tiny_model: Path) -> Iterator[Callable[[dict[str, Any] | None]
             return args.create_engine_config()
 
         yield build
+
+
+@pytest.fixture
+def arctic_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog for arctic's logger, a child of vLLM's (which does not propagate to the root,
+    where caplog listens): its records go to caplog's handler exactly once."""
+    import logging
+
+    logger = logging.getLogger("vllm.arctic")
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(level)
+        logger.propagate = propagate

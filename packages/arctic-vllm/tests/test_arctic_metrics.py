@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 from prometheus_client import REGISTRY
 
@@ -78,13 +76,12 @@ def test_failures_are_counted():
     assert sample("vllm:arctic_spec_decode_proposer_failures") - before == 2
 
 
-def test_periodic_log_line_reports_each_source(caplog):
+def test_periodic_log_line_reports_each_source(arctic_log):
     metrics = ArcticMetrics(log_interval_s=0.0)
     metrics.maybe_log()  # nothing recorded yet: no line
     metrics.record("r", "suffix", 4, 3)
-    with caplog.at_level(logging.INFO, logger="arctic_vllm"):
-        metrics.maybe_log()
-    lines = [r.getMessage() for r in caplog.records if r.name == "arctic_vllm"]
+    metrics.maybe_log()
+    lines = [r.getMessage() for r in arctic_log.records if r.name == "vllm.arctic"]
     assert lines == [
         "arctic speculation: suffix: 1 drafts, 3/4 accepted (75.0%); proposer failures: 0"
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 
 import pytest
 
@@ -67,13 +66,12 @@ def test_disabled_register_patches_nothing(monkeypatch, apply_all_calls, value):
 
 
 @pytest.mark.usefixtures("fresh_process_state")
-def test_register_is_reentrant_and_says_what_it_patched(apply_all_calls, caplog):
-    with caplog.at_level(logging.WARNING, logger="arctic_vllm"):
-        first = register()
-        second = register()
+def test_register_is_reentrant_and_says_what_it_patched(apply_all_calls, arctic_log):
+    first = register()
+    second = register()
     assert first == second == [record.target for record in LEDGER]
     assert apply_all_calls == [1]
-    messages = [r.getMessage() for r in caplog.records if r.name == "arctic_vllm"]
+    messages = [r.getMessage() for r in arctic_log.records if r.name == "vllm.arctic"]
     assert len(messages) == 1
     assert "speculative_config methods 'arctic' and 'suffix'" in messages[0]
 

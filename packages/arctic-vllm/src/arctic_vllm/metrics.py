@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-logger = logging.getLogger("arctic_vllm")
+logger = logging.getLogger("vllm.arctic")
 
 _PROM: dict[str, Any] = {}
 

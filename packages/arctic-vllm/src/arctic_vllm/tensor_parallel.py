@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-logger = logging.getLogger("arctic_vllm")
+logger = logging.getLogger("vllm.arctic")
 
 
 def tp_group() -> Any | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from . import is_patched, patch_attribute
 
-logger = logging.getLogger("arctic_vllm")
+logger = logging.getLogger("vllm.arctic")
 
 PROPOSER_CLASS = "arctic_vllm.proposer.ArcticProposer"
 # The attribute of vLLM's SpeculativeConfig that carries our options to the workers.
