@@ -60,15 +60,32 @@ def verify_greedy(
 def _check_inputs(
     draft_tokens: torch.Tensor, num_draft: torch.Tensor, target_argmax: torch.Tensor
 ) -> None:
-    for name, tensor in (
-        ("draft_tokens", draft_tokens),
-        ("num_draft", num_draft),
-        ("target_argmax", target_argmax),
-    ):
+    check_integer_tensors(
+        ("draft_tokens", draft_tokens), ("num_draft", num_draft), ("target_argmax", target_argmax)
+    )
+    batch, max_draft = draft_batch_shape(draft_tokens, num_draft)
+    if tuple(target_argmax.shape) != (batch, max_draft + 1):
+        raise TargetShapeError(
+            f"target_argmax must be ({batch}, {max_draft + 1}): one argmax per draft position "
+            f"plus the bonus position, got {tuple(target_argmax.shape)}"
+        )
+    if batch:
+        check_num_draft_range(num_draft, max_draft)
+
+
+# Checks shared with verify_sampling.
+
+
+def check_integer_tensors(*named: tuple[str, torch.Tensor]) -> None:
+    for name, tensor in named:
         if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
             raise TensorDtypeError(
                 f"{name} must hold integer token ids or counts, got {tensor.dtype}"
             )
+
+
+def draft_batch_shape(draft_tokens: torch.Tensor, num_draft: torch.Tensor) -> tuple[int, int]:
+    """(batch, max_draft) of padded drafts, after checking num_draft has one count each."""
     if draft_tokens.dim() != 2:
         raise DraftShapeError(
             f"draft_tokens must be (batch, max_draft), got {tuple(draft_tokens.shape)}"
@@ -78,13 +95,12 @@ def _check_inputs(
         raise DraftShapeError(
             f"num_draft must be ({batch},) for {batch} requests, got {tuple(num_draft.shape)}"
         )
-    if tuple(target_argmax.shape) != (batch, max_draft + 1):
-        raise TargetShapeError(
-            f"target_argmax must be ({batch}, {max_draft + 1}): one argmax per draft position "
-            f"plus the bonus position, got {tuple(target_argmax.shape)}"
-        )
+    return batch, max_draft
+
+
+def check_num_draft_range(num_draft: torch.Tensor, max_draft: int) -> None:
     # One host sync; the caller needs num_accepted on the host right after anyway.
-    if batch and bool(((num_draft < 0) | (num_draft > max_draft)).any()):
+    if bool(((num_draft < 0) | (num_draft > max_draft)).any()):
         raise DraftShapeError(
             f"num_draft must lie in [0, {max_draft}] (the padded draft width), "
             f"got {num_draft.tolist()}"

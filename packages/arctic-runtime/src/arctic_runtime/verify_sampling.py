@@ -22,7 +22,12 @@ import torch
 
 from .draft import Draft
 from .exceptions import DraftShapeError, TargetShapeError, TensorDtypeError
-from .verify_greedy import PAD_TOKEN
+from .verify_greedy import (
+    PAD_TOKEN,
+    check_integer_tensors,
+    check_num_draft_range,
+    draft_batch_shape,
+)
 
 
 def verify_sampling(
@@ -135,25 +140,13 @@ def _check_inputs(
     target_probs: torch.Tensor,
     draft_probs: torch.Tensor | None,
 ) -> None:
-    for name, tensor in (("draft_tokens", draft_tokens), ("num_draft", num_draft)):
-        if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
-            raise TensorDtypeError(
-                f"{name} must hold integer token ids or counts, got {tensor.dtype}"
-            )
+    check_integer_tensors(("draft_tokens", draft_tokens), ("num_draft", num_draft))
     for name, probs in (("target_probs", target_probs), ("draft_probs", draft_probs)):
         if probs is not None and not probs.is_floating_point():
             raise TensorDtypeError(
                 f"{name} must be floating-point probabilities, got {probs.dtype}"
             )
-    if draft_tokens.dim() != 2:
-        raise DraftShapeError(
-            f"draft_tokens must be (batch, max_draft), got {tuple(draft_tokens.shape)}"
-        )
-    batch, max_draft = draft_tokens.shape
-    if tuple(num_draft.shape) != (batch,):
-        raise DraftShapeError(
-            f"num_draft must be ({batch},) for {batch} requests, got {tuple(num_draft.shape)}"
-        )
+    batch, max_draft = draft_batch_shape(draft_tokens, num_draft)
     if target_probs.dim() != 3 or tuple(target_probs.shape[:2]) != (batch, max_draft + 1):
         raise TargetShapeError(
             f"target_probs must be ({batch}, {max_draft + 1}, vocab): one distribution per "
@@ -169,12 +162,7 @@ def _check_inputs(
         )
     if batch == 0:
         return
-    # Host syncs; the caller needs num_accepted on the host right after anyway.
-    if bool(((num_draft < 0) | (num_draft > max_draft)).any()):
-        raise DraftShapeError(
-            f"num_draft must lie in [0, {max_draft}] (the padded draft width), "
-            f"got {num_draft.tolist()}"
-        )
+    check_num_draft_range(num_draft, max_draft)
     in_draft = torch.arange(max_draft, device=draft_tokens.device) < num_draft[:, None]
     out_of_vocab = in_draft & ((draft_tokens < 0) | (draft_tokens >= vocab))
     if bool(out_of_vocab.any()):
