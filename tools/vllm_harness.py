@@ -138,6 +138,22 @@ def first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
+def assert_same_outputs(
+    method: str,
+    results: Mapping[int, RunResult],
+    baseline: Mapping[int, RunResult],
+    names: Sequence[str],
+) -> None:
+    """Lossless: every request's tokens at every batch size equal the baseline's."""
+    for batch_size, want in baseline.items():
+        got = results[batch_size]
+        for name, out, ref in zip(names, got.outputs, want.outputs, strict=True):
+            assert out == ref, (
+                f"{method} batch {batch_size}: request {name} diverges "
+                f"at token {first_divergence(out, ref)}"
+            )
+
+
 def read_spec_counters(llm: Any) -> SpecCounters:
     values = dict.fromkeys(_SPEC_COUNTERS, 0)
     for metric in llm.get_metrics():
