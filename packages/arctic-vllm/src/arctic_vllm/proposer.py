@@ -72,7 +72,6 @@ class ArcticProposer:
         self.options = options
         self.num_speculative_tokens = int(spec.num_speculative_tokens)
         self.max_model_len = int(vllm_config.model_config.max_model_len)
-        self.dtype = vllm_config.model_config.dtype
         self.max_num_seqs = int(vllm_config.scheduler_config.max_num_seqs)
         self.policy = SpeculationPolicy(
             self.num_speculative_tokens,
@@ -193,9 +192,8 @@ class ArcticProposer:
             if spec_decode_metadata is not None
             else None
         )
-        requests: list[ProposeRequest] = []
-        rows: list[int] = []
-        decoding: list[str] = []
+        # (batch row, request id, room left before max_model_len, last token, hidden state)
+        candidates: list[tuple[int, str, int, int, torch.Tensor | None]] = []
         offset = 0
         for i, req_id in enumerate(batch.req_ids):
             sampled = sampled_token_ids[i]
@@ -209,21 +207,16 @@ class ArcticProposer:
             room = self.max_model_len - num_tokens - 1
             if room < 1:
                 continue
-            decoding.append(req_id)
             hidden = None
             if self.proposer.needs_hidden_states and sample_hidden_states is not None:
                 hidden = sample_hidden_states[row_offset + len(sampled) - 1]
-            requests.append(
-                ProposeRequest(req_id, room, int(sampled[-1]), hidden)  # room: capped below
-            )
-            rows.append(i)
-        plan = self.policy.plan(len(decoding), decoding)
+            candidates.append((i, req_id, room, int(sampled[-1]), hidden))
+        plan = self.policy.plan(len(candidates), [c[1] for c in candidates])
         active = [
-            (i, ProposeRequest(r.req_id, min(r.max_tokens, plan[r.req_id]), r.last_token,
-                               r.hidden_state))
-            for i, r in zip(rows, requests, strict=True)
-            if plan[r.req_id] > 0
-        ]  # fmt: skip
+            (i, ProposeRequest(req_id, min(room, plan[req_id]), last, hidden))
+            for i, req_id, room, last, hidden in candidates
+            if plan[req_id] > 0
+        ]
         if not active:
             return
         proposed = self.proposer.propose([r for _, r in active])
