@@ -35,8 +35,13 @@ def test_suffix_proposer_drafts_the_repeated_continuation():
     assert isinstance(p, Proposer)
     p.start_request("a", [5, 6, 7, 8, 9, 5, 6])
     [d] = p.propose([ProposeRequest("a", max_tokens=3, last_token=6)])
-    # A 2-token match drafts at most 2 tokens (max_spec_factor 1).
-    assert d is not None and d.token_ids == (7, 8) and d.source == SUFFIX and d.score > 0
+    # A 2-token match drafts at most 2 tokens (max_spec_factor 1); the extension re-matches
+    # context + draft ("5 6 7 8", 4 tokens) and goes on within max_tokens.
+    assert d is not None and d.token_ids == (7, 8, 9) and d.source == SUFFIX and d.score > 0
+    [d] = SuffixProposer(max_spec_tokens=8, extend=False, cache=p.cache).propose(
+        [ProposeRequest("a", max_tokens=3, last_token=6)]
+    )
+    assert d is not None and d.token_ids == (7, 8)
     p.accept_tokens("a", [7, 8, 9, 5])
     [d] = p.propose([ProposeRequest("a", max_tokens=2, last_token=5)])
     assert d is not None and d.token_ids == (6, 7)

@@ -278,20 +278,20 @@ PYBIND11_MODULE(_core, m) {
       }, py::arg("req_id"), py::arg("token_ids"))
       .def("speculate", [](SuffixCache& c, py::handle req_id, py::handle context,
                            std::optional<int> max_spec_tokens, double factor, double offset,
-                           double min_prob, bool tree, bool adaptive) {
+                           double min_prob, bool tree, bool adaptive, bool extend) {
         std::string key = key_of(req_id);
         DraftParams p = params(max_spec_tokens, factor, offset, min_prob, tree, c.max_depth());
         if (context.is_none()) {
           py::gil_scoped_release nogil;
-          return c.speculate(key, nullptr, 0, p, adaptive);
+          return c.speculate(key, nullptr, 0, p, adaptive, extend);
         }
         Tokens tok = to_tokens(context, "context");
         py::gil_scoped_release nogil;
-        return c.speculate(key, tok.data, tok.size, p, adaptive);
+        return c.speculate(key, tok.data, tok.size, p, adaptive, extend);
       }, py::arg("req_id"), py::arg("context") = py::none(),
          py::arg("max_spec_tokens") = py::none(), py::arg("max_spec_factor") = 1.0,
          py::arg("max_spec_offset") = 0.0, py::arg("min_token_prob") = 0.1,
-         py::arg("tree") = false, py::arg("adaptive") = true)
+         py::arg("tree") = false, py::arg("adaptive") = false, py::arg("extend") = true)
       .def("stop_request", [](SuffixCache& c, py::handle req_id) {
         std::string key = key_of(req_id);
         py::gil_scoped_release nogil;

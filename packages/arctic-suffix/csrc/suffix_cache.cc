@@ -127,12 +127,8 @@ void SuffixCache::sync_global_match(Request& r) {
   r.global_generation = generation_;
 }
 
-Draft SuffixCache::speculate(const std::string& key, const Token* ctx, size_t n,
-                             const DraftParams& p, bool adaptive) {
-  validate(p);
-  std::lock_guard<std::mutex> lock(mu_);
-  Request& r = request(key);
-  do_pending(removal_chunk_);
+Draft SuffixCache::draft_once(Request& r, const Token* ctx, size_t n, const DraftParams& p,
+                              bool adaptive) {
   auto cap = [&](int m) {
     int c = draft_cap(p, m);
     if (adaptive && m > 0) {
@@ -176,6 +172,46 @@ Draft SuffixCache::speculate(const std::string& key, const Token* ctx, size_t n,
       if (eviction_ == Eviction::kLru) {
         auto it = by_seq_.find(g->ref_sequence_id(gpos.node));
         if (it != by_seq_.end()) order_.splice(order_.end(), order_, it->second);
+      }
+    }
+  }
+  return best;
+}
+
+Draft SuffixCache::speculate(const std::string& key, const Token* ctx, size_t n,
+                             const DraftParams& p, bool adaptive, bool extend) {
+  validate(p);
+  std::lock_guard<std::mutex> lock(mu_);
+  Request& r = request(key);
+  do_pending(removal_chunk_);
+  Draft best = draft_once(r, ctx, n, p, adaptive);
+  if (extend && !p.tree && !best.token_ids.empty() &&
+      static_cast<int>(best.token_ids.size()) < p.max_spec_tokens) {
+    // In a self-repeating span the longest match is the most recent occurrence, whose
+    // continuation hits the end of the data after one period; matching context + draft
+    // finds where the text goes on. Only the last max_depth - 1 tokens can ever match.
+    const std::vector<Token>& own = r.local->tokens(0);
+    const Token* base = ctx != nullptr ? ctx : own.data();
+    const size_t base_n = ctx != nullptr ? n : own.size();
+    const size_t keep = static_cast<size_t>(max_depth_);
+    std::vector<Token> buf(base + (base_n - std::min(base_n, keep)), base + base_n);
+    buf.insert(buf.end(), best.token_ids.begin(), best.token_ids.end());
+    while (static_cast<int>(best.token_ids.size()) < p.max_spec_tokens) {
+      const double last = best.probs.back();
+      if (last <= 0.0 || p.min_token_prob > last) break;
+      DraftParams q = p;
+      q.max_spec_tokens = p.max_spec_tokens - static_cast<int>(best.token_ids.size());
+      q.min_token_prob = p.min_token_prob / last;  // the carried product stays >= min
+      if (buf.size() > keep) buf.erase(buf.begin(), buf.end() - keep);
+      Draft more = draft_once(r, buf.data(), buf.size(), q, adaptive);
+      if (more.token_ids.empty()) break;
+      for (size_t i = 0; i < more.token_ids.size(); ++i) {
+        const double prob = last * more.probs[i];
+        best.parents.push_back(static_cast<int32_t>(best.token_ids.size()) - 1);
+        best.token_ids.push_back(more.token_ids[i]);
+        best.probs.push_back(prob);
+        best.score += prob;
+        buf.push_back(more.token_ids[i]);
       }
     }
   }

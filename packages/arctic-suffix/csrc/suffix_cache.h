@@ -34,9 +34,12 @@ class SuffixCache {
   void start_request(const std::string& key, const std::string& ns, const Token* prompt,
                      size_t n);
   void add_tokens(const std::string& key, const Token* tokens, size_t n);
-  // ctx == nullptr: the request's own prompt + output, matched incrementally.
+  // ctx == nullptr: the request's own prompt + output, matched incrementally. extend: a
+  // path draft shorter than max_spec_tokens (its match ran out of continuation, or hit the
+  // factor * match_len cap) goes on from a fresh match of context + draft, its path
+  // probabilities multiplied through and min_token_prob applied to the product.
   Draft speculate(const std::string& key, const Token* ctx, size_t n, const DraftParams& p,
-                  bool adaptive);
+                  bool adaptive, bool extend = false);
   void stop_request(const std::string& key);
   void evict(const std::string& key);
   // Deferred work: evicted responses still being removed and huge responses still being
@@ -91,6 +94,8 @@ class SuffixCache {
   static constexpr size_t kInsertCost = 8;  // work units per inserted token (O(depth) each)
 
   Request& request(const std::string& key);
+  // One draft (local vs global tree, the higher score wins) from one context; mu_ held.
+  Draft draft_once(Request& r, const Token* ctx, size_t n, const DraftParams& p, bool adaptive);
   SuffixTree* global_tree(const std::string& ns) const;
   void sync_global_match(Request& r);
   void push_global_match(Request& r, const SuffixTree& g, Token t);

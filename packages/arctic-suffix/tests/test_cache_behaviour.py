@@ -1,5 +1,6 @@
 """SuffixCache behaviour beyond the reference model: budgets, namespaces, incremental
-removal, the adaptive draft cap, LRU order and the implicit (incremental) context."""
+removal, the adaptive draft cap, draft extension, LRU order and the implicit (incremental)
+context."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def test_global_cache_holds_outputs_not_prompts() -> None:
     cache.start_request("b", [100, 101, 102])
     assert cache.speculate("b").token_ids == []  # the prompt of "a" is not cached
     cache.add_tokens("b", [1, 2])
-    assert cache.speculate("b").token_ids == [3, 4]
+    assert cache.speculate("b", extend=False).token_ids == [3, 4]
 
 
 def test_namespaces_are_isolated() -> None:
@@ -33,7 +34,7 @@ def test_namespaces_are_isolated() -> None:
     cache.start_request("b", [1, 2], namespace="tenant-b")
     assert cache.speculate("b").token_ids == []
     cache.start_request("c", [1, 2], namespace="tenant-a")
-    assert cache.speculate("c").token_ids == [3, 4]
+    assert cache.speculate("c", extend=False).token_ids == [3, 4]
 
 
 def test_token_budget_evicts_oldest_first() -> None:
@@ -64,7 +65,8 @@ def test_lru_keeps_the_response_that_drafts() -> None:
     finish(cache, "useful", [], [1, 2, 3, 4, 5])
     finish(cache, "other", [], [9, 9, 8, 9, 9, 8])
     cache.start_request("q", [1, 2])
-    assert cache.speculate("q").token_ids == [3, 4]  # drawn from "useful": now most recent
+    # drawn from "useful", which becomes the most recent
+    assert cache.speculate("q", extend=False).token_ids == [3, 4]
     assert cache.cached_requests == ["other", "useful"]
     finish(cache, "new", [], [6, 6, 5])
     assert cache.cached_requests == ["useful", "new"]
@@ -114,18 +116,73 @@ def test_adaptive_cap_grows_after_full_acceptance() -> None:
     finish(cache, "seen", [], text)
     # With the anchor's cap (factor * match_len) a 1-token match drafts 1 token forever.
     cache.start_request("fixed", [0])
-    assert len(cache.speculate("fixed", max_spec_tokens=32, adaptive=False)) == 1
+    assert len(cache.speculate("fixed", max_spec_tokens=32, extend=False)) == 1
     cache.start_request("adaptive", [0])
     pos, lengths = 1, []
     for _ in range(4):
         d = cache.speculate(
-            "adaptive", max_spec_tokens=32, max_spec_factor=0.0, max_spec_offset=1.0
+            "adaptive",
+            max_spec_tokens=32,
+            max_spec_factor=0.0,
+            max_spec_offset=1.0,
+            adaptive=True,
+            extend=False,
         )
         lengths.append(len(d))
         assert d.token_ids == text[pos : pos + len(d)]
         cache.add_tokens("adaptive", text[pos : pos + len(d) + 1])
         pos += len(d) + 1
     assert lengths == sorted(lengths) and lengths[-1] > 4 * lengths[0]
+
+
+def test_extend_drafts_past_the_end_of_a_self_repeating_span() -> None:
+    cache = SuffixCache(24)
+    cache.start_request("r", [1, 2, 3, 1, 2, 3, 1, 2])
+    # The longest match is the latest period, whose continuation ends with the context.
+    assert cache.speculate("r", max_spec_tokens=8, extend=False).token_ids == [3, 1, 2]
+    d = cache.speculate("r", max_spec_tokens=8)
+    assert d.token_ids == [3, 1, 2, 3, 1, 2, 3, 1]
+    assert d.parents == list(range(-1, 7))
+    assert d.score == pytest.approx(sum(d.probs))
+    tree = cache.speculate("r", max_spec_tokens=8, tree=True)  # trees are not extended
+    assert tree.token_ids == [3, 1, 2]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_extend_is_plain_drafts_from_context_plus_draft(seed: int) -> None:
+    """The definition: after the plain draft, plain drafts from a fresh match of context +
+    draft so far, path probabilities multiplied through and min_token_prob applied to the
+    product, until max_spec_tokens or no continuation."""
+    rng = random.Random(seed)
+    cache = SuffixCache(rng.choice([4, 8, 12]))
+    for i in range(rng.randrange(4)):
+        finish(cache, f"g{i}", [], [rng.randrange(5) for _ in range(40)])
+    ctx = [rng.randrange(5) for _ in range(rng.randrange(1, 30))]
+    cache.start_request("r", ctx)
+    k = rng.randrange(1, 16)
+    min_prob = rng.choice([0.0, 0.1, 0.4])
+    got = cache.speculate("r", max_spec_tokens=k, min_token_prob=min_prob)
+    tokens: list[int] = []
+    probs: list[float] = []
+    while len(tokens) < k:
+        last = probs[-1] if probs else 1.0
+        if min_prob > last:
+            break
+        d = cache.speculate(
+            "r",
+            ctx + tokens,
+            max_spec_tokens=k - len(tokens),
+            min_token_prob=min_prob / last,
+            extend=False,
+        )
+        if not d.token_ids:
+            break
+        tokens += d.token_ids
+        probs += [last * p for p in d.probs]
+    assert got.token_ids == tokens
+    assert got.probs == probs
+    assert all(p >= min_prob for p in got.probs)
+    assert got.parents == list(range(-1, len(tokens) - 1))
 
 
 def test_tree_draft_parents_form_a_tree() -> None:

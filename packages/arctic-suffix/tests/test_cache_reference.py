@@ -97,7 +97,7 @@ def test_cache_matches_reference(
             cache.run_pending_work()
             for explicit in (False, True):
                 ctx = list(ref.active[rid][2]) if explicit else None
-                got = cache.speculate(rid, ctx, max_spec_tokens=k, adaptive=False)
+                got = cache.speculate(rid, ctx, max_spec_tokens=k, extend=False)
                 want = ref.speculate(rid, k)
                 assert (got.token_ids, got.probs, got.match_len) == (
                     want.token_ids,

@@ -25,7 +25,7 @@ def probe(cache: SuffixCache) -> list[list[int]]:
     out = []
     for i, (ctx, ns) in enumerate([([10, 11], ""), ([7], ""), ([2, 10], ""), ([1, 10], "t1")]):
         cache.start_request(f"probe{i}", ctx, namespace=ns)
-        out.append(cache.speculate(f"probe{i}").token_ids)
+        out.append(cache.speculate(f"probe{i}", extend=False).token_ids)
         cache.stop_request(f"probe{i}")
     return out
 

@@ -32,7 +32,8 @@ class SuffixProposer:
         max_cached_tokens: int | None = None,
         eviction: str = "lru",
         use_tree: bool = False,
-        adaptive: bool = True,
+        adaptive: bool = False,
+        extend: bool = True,
         cache: SuffixCache | None = None,
     ) -> None:
         if max_spec_tokens < 1:
@@ -43,6 +44,7 @@ class SuffixProposer:
         self.min_token_prob = min_token_prob
         self.use_tree = use_tree
         self.adaptive = adaptive
+        self.extend = extend
         self.cache = cache or SuffixCache(
             max_depth=max_depth,
             max_cached_requests=max_cached_requests,
@@ -68,6 +70,7 @@ class SuffixProposer:
             min_token_prob=self.min_token_prob,
             tree=self.use_tree,
             adaptive=self.adaptive,
+            extend=self.extend and not self.use_tree,
         )
         if len(d) == 0:
             return None

@@ -42,7 +42,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         active[arg % 4] = true;
         break;
       case 4: if (active[arg % 4]) cache.add_tokens(key, toks.data(), toks.size()); break;
-      case 5: if (active[arg % 4]) cache.speculate(key, nullptr, 0, p, op & 0x20); break;
+      case 5:
+        if (active[arg % 4]) {
+          Draft d = cache.speculate(key, nullptr, 0, p, op & 0x20, op & 0x40);
+          const size_t n = d.token_ids.size();
+          if (n > static_cast<size_t>(p.max_spec_tokens) || d.parents.size() != n ||
+              d.probs.size() != n) {
+            __builtin_trap();  // a draft longer than asked, or ragged
+          }
+        }
+        break;
       case 6: if (active[arg % 4]) cache.stop_request(key); active[arg % 4] = false; break;
       case 7: cache.run_pending_work(arg); break;
     }

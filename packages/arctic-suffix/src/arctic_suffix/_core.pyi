@@ -81,7 +81,8 @@ class SuffixCache:
         max_spec_offset: float = 0.0,
         min_token_prob: float = 0.1,
         tree: bool = False,
-        adaptive: bool = True,
+        adaptive: bool = False,
+        extend: bool = True,
     ) -> Draft: ...
     def stop_request(self, req_id: _RequestId) -> None: ...
     def evict(self, req_id: _RequestId) -> None: ...

@@ -38,8 +38,12 @@ class ArcticOptions:
     suffix_max_spec_offset: float = 0.0
     suffix_min_token_prob: float = 0.1  # stop the draft below this path probability
     suffix_eviction: str = "lru"  # "lru" or "fifo" over the global tree
-    # arctic-suffix's adaptive draft cap (False: the anchor's factor * match length rule).
-    suffix_adaptive: bool = True
+    # arctic-suffix's draft extension: a path draft shorter than K goes on from a fresh
+    # match of context + draft (through self-repeating spans, past the factor cap).
+    suffix_extend: bool = True
+    # arctic-suffix's adaptive draft cap (False: the anchor's factor * match length rule);
+    # off by default: with extension on it drafted no further (tools/bench_vllm.py).
+    suffix_adaptive: bool = False
     suffix_namespace_source: str = "none"  # "none", "lora" (adapter name) or "request"
     # Drafter.
     drafter_fp8: bool = False  # FP8 (e4m3) LM heads (arctic-kernels)
@@ -70,6 +74,7 @@ _ALIASES: dict[str, str] = {
     "suffix_decoding_max_spec_offset": "suffix_max_spec_offset",
     "suffix_decoding_eviction": "suffix_eviction",
     "suffix_decoding_adaptive": "suffix_adaptive",
+    "suffix_decoding_extend": "suffix_extend",
     "suffix_decoding_namespace": "suffix_namespace_source",
     "drafter_fp8": "drafter_fp8",
     "drafter_cuda_graph": "drafter_cuda_graph",
@@ -163,7 +168,8 @@ def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]
         _check_int("num_speculative_tokens", k, 1)
     fields["num_speculative_tokens"] = k
 
-    for f in ("enable_suffix_decoding", "drafter_fp8", "drafter_cuda_graph", "suffix_adaptive"):
+    bools = ("enable_suffix_decoding", "drafter_fp8", "drafter_cuda_graph", "suffix_adaptive")
+    for f in (*bools, "suffix_extend"):
         if f in fields:
             _check_bool(name[f], fields[f])
     if "suffix_max_depth" in fields:

@@ -56,6 +56,7 @@ def _suffix_proposer(o: ArcticOptions) -> SuffixProposer:
         max_cached_tokens=o.suffix_max_cached_tokens,
         eviction=o.suffix_eviction,
         adaptive=o.suffix_adaptive,
+        extend=o.suffix_extend,
     )
 
 
