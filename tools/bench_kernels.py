@@ -29,6 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -187,14 +188,43 @@ def bench_fp8_linear(device: torch.device, repeats: int, quick: bool) -> list[di
     return results
 
 
-FP8_VARIANTS: tuple[tuple[str, ActivationScheme, bool], ...] = (
-    # (label, activation_scheme, include_projections)
-    ("W8A8 per-token, heads", "per_token", False),
-    ("W8A16 weight-only, heads", "none", False),
-    ("W8A8 per-token, heads + projections", "per_token", True),
-    ("W8A16 weight-only, heads + projections", "none", True),
-)
+@dataclass(frozen=True)
+class Fp8Variant:
+    label: str
+    activation_scheme: ActivationScheme
+    include_projections: bool = False
+    gptq: bool = False  # rounded by GPTQ on the calibration states, else to nearest
+    float32_logits: bool = False  # the quantized layers output float32
+
+
+FP8_VARIANTS: tuple[Fp8Variant, ...] = (
+    Fp8Variant("W8A8 per-token, heads", "per_token"),
+    Fp8Variant("W8A16 weight-only, heads", "none"),
+    Fp8Variant("W8A8 per-token, heads + projections", "per_token", include_projections=True),
+    Fp8Variant("W8A16 weight-only, heads + projections", "none", include_projections=True),
+    Fp8Variant("W8A8 per-token, heads, GPTQ, fp32 logits", "per_token", gptq=True,
+               float32_logits=True),
+    Fp8Variant("W8A16 weight-only, heads, GPTQ", "none", gptq=True),
+    Fp8Variant("W8A16 weight-only, heads, GPTQ, fp32 logits", "none", gptq=True,
+               float32_logits=True),
+)  # fmt: skip
 CHUNK = 4096  # positions per forward: bounds the (3, CHUNK, vocab) logits in memory
+
+
+def drafter_positions(
+    hidden_path: Path, tokens_path: Path, prompt_len: int, n: int, sequences: slice
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(states (P, H), last tokens (P,), the stored greedy continuation (P, n)) for every
+    position after the prompt of the chosen sequences."""
+    from safetensors.torch import load_file
+
+    hidden = load_file(hidden_path)["hidden"][sequences]  # (S, T, H)
+    tokens = load_file(tokens_path)["tokens"].long()[sequences]  # (S, T)
+    t = torch.arange(prompt_len - 1, tokens.shape[1] - n - 1)
+    seq = torch.arange(tokens.shape[0]).repeat_interleave(t.numel())
+    t = t.repeat(tokens.shape[0])
+    truth = tokens[seq[:, None], t[:, None] + 2 + torch.arange(n)]
+    return hidden[seq, t], tokens[seq, t + 1], truth
 
 
 def bench_trained_drafter(path: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -202,26 +232,39 @@ def bench_trained_drafter(path: Path, args: argparse.Namespace) -> dict[str, Any
 
     A draft at position t (state h_t, last token x_{t+1}) is accepted up to its first token
     differing from the stored greedy continuation x_{t+2}... (as arctic-drafters' evaluate).
-    Agreement is with the bf16 drafter's greedy chain ("chain": later positions inherit
-    earlier flips) and per head with the bf16 chain fed in ("teacher_forced"). The noise
-    floor is the same bf16 weights computed in float32: flips there are near-ties in bf16.
+    Agreement with the bf16 drafter: "chain" compares greedy chains (later positions
+    inherit earlier flips); "teacher-forced" feeds every variant the bf16 chain, so each
+    head is judged on the same input, and counts a pick as agreeing when it is *a* top-1 of
+    the bf16 logits (tie-aware: 1-2 % of positions have two exactly equal bf16 maxima, and
+    which of them argmax returns is an index-order accident; the exact rate is kept too).
+    The noise floor is the same bf16 weights computed in float32. GPTQ variants are
+    calibrated on --calibration-hidden/--calibration-tokens (the training split), or else on
+    the first --calibration-sequences held-out sequences, which are then not evaluated.
     """
     import copy
     from collections import Counter
 
-    from safetensors.torch import load_file
-
     import arctic_drafters  # only for this optional section; not a dependency of arctic-kernels
 
-    hidden = load_file(args.hidden)["hidden"]  # (S, T, H)
-    tokens = load_file(args.tokens)["tokens"].long()  # (S, T)
     drafter = arctic_drafters.load_drafter(path, dtype=torch.bfloat16).eval()
     n = drafter.config.n_predict
-    t = torch.arange(args.prompt_len - 1, tokens.shape[1] - n - 1)
-    seq = torch.arange(tokens.shape[0]).repeat_interleave(t.numel())
-    t = t.repeat(tokens.shape[0])
-    truth = tokens[seq[:, None], t[:, None] + 2 + torch.arange(n)]  # (P, n)
-    states, last = hidden[seq, t], tokens[seq, t + 1]  # (P, H), (P,)
+    if args.calibration_hidden is not None:
+        calib_desc = f"{args.calibration_sequences} sequences of {args.calibration_hidden}"
+        cal_states, cal_last, _ = drafter_positions(
+            args.calibration_hidden,
+            args.calibration_tokens,
+            args.prompt_len,
+            n,
+            slice(0, args.calibration_sequences),
+        )
+        evaluated = slice(None)
+    else:
+        calib_desc = f"held-out sequences 0-{args.calibration_sequences - 1} (not evaluated)"
+        cal_states, cal_last, _ = drafter_positions(
+            args.hidden, args.tokens, args.prompt_len, n, slice(0, args.calibration_sequences)
+        )
+        evaluated = slice(args.calibration_sequences, None)
+    states, last, truth = drafter_positions(args.hidden, args.tokens, args.prompt_len, n, evaluated)
 
     @torch.no_grad()
     def draft(model: Any, dtype: torch.dtype) -> torch.Tensor:  # a Speculator; (P, n)
@@ -232,31 +275,42 @@ def bench_trained_drafter(path: Path, args: argparse.Namespace) -> dict[str, Any
             ]
         )
 
+    def calibrate(model: Any) -> None:  # quantize_drafter's calibration pass
+        for i in range(0, len(cal_last), CHUNK):
+            model.propose(cal_states[i : i + CHUNK].to(torch.bfloat16), cal_last[i : i + CHUNK], n)
+
+    base = draft(drafter, torch.bfloat16)
+    fed = torch.cat([last[:, None], base[:, :-1]], dim=1)  # head i reads bf16's token i-1
+
     @torch.no_grad()
-    def teacher_forced(model: Any, dtype: torch.dtype, chain: torch.Tensor) -> Any:
-        fed = torch.cat([last[:, None], chain[:, :-1]], dim=1)  # head i reads bf16's token i-1
-        picks = torch.cat(
-            [
-                model(states[i : i + CHUNK].to(dtype), fed[i : i + CHUNK]).argmax(-1).t()
-                for i in range(0, len(last), CHUNK)
-            ]
-        )  # (P, n)
-        return (picks == chain).double().mean(0).tolist()
+    def teacher_forced(model: Any, dtype: torch.dtype) -> tuple[list[float], list[float]]:
+        """Per head: (exact, tie-aware) agreement with the bf16 drafter on its own chain."""
+        exact = torch.zeros(n, dtype=torch.float64)
+        tied = torch.zeros(n, dtype=torch.float64)
+        for i in range(0, len(last), CHUNK):
+            s, f = states[i : i + CHUNK], fed[i : i + CHUNK]
+            ref = drafter(s.to(torch.bfloat16), f).float()  # (n, c, V)
+            picks = model(s.to(dtype), f).argmax(-1)  # (n, c)
+            at_pick = ref.gather(-1, picks[..., None])[..., 0]
+            exact += (picks == ref.argmax(-1)).double().sum(1)
+            tied += (at_pick == ref.amax(-1)).double().sum(1)
+        return (exact / len(last)).tolist(), (tied / len(last)).tolist()
 
     def accepted(d: torch.Tensor) -> float:
         return torch.cumprod((d == truth).long(), dim=1).sum(1).double().mean().item()
 
-    base = draft(drafter, torch.bfloat16)
     base_accepted = accepted(base)
 
     def row(label: str, model: torch.nn.Module, dtype: torch.dtype) -> dict[str, Any]:
         d = draft(model, dtype)
         flips = Counter(zip(base[d != base].tolist(), d[d != base].tolist(), strict=True))
         pair, count = flips.most_common(1)[0] if flips else ((-1, -1), 0)
+        tf_exact, tf_tied = teacher_forced(model, dtype)
         return {
             "variant": label,
             "agreement_per_position": (d == base).double().mean(0).tolist(),
-            "teacher_forced_agreement": teacher_forced(model, dtype, base),
+            "teacher_forced_agreement": tf_tied,
+            "teacher_forced_exact_agreement": tf_exact,
             "mean_accepted": accepted(d),
             "relative_change": accepted(d) / max(base_accepted, 1e-12) - 1,
             # One near-tie in a repeated context can flip many positions the same way.
@@ -270,6 +324,7 @@ def bench_trained_drafter(path: Path, args: argparse.Namespace) -> dict[str, Any
     result: dict[str, Any] = {
         "drafter": str(path),
         "positions": int(base.shape[0]),
+        "calibration": f"{len(cal_last)} positions: {calib_desc}",
         "bf16_mean_accepted": base_accepted,
         "variants": [
             row(
@@ -279,18 +334,19 @@ def bench_trained_drafter(path: Path, args: argparse.Namespace) -> dict[str, Any
             )
         ],
     }
-    for label, activation_scheme, include_projections in tqdm(
-        FP8_VARIANTS, desc=f"fp8 {path.name}", unit="variant"
-    ):
+    for v in tqdm(FP8_VARIANTS, desc=f"fp8 {path.name}", unit="variant"):
         quantized = copy.deepcopy(drafter)
         report = ak.quantize_drafter(
             quantized,
-            include_projections=include_projections,
-            activation_scheme=activation_scheme,
+            include_projections=v.include_projections,
+            activation_scheme=v.activation_scheme,
+            calibration=calibrate if v.gptq else None,
+            out_dtype=torch.float32 if v.float32_logits else None,
         )
-        entry = row(label, quantized, torch.bfloat16)
+        entry = row(v.label, quantized, torch.bfloat16)
         entry.update(
-            activation_scheme=activation_scheme,
+            activation_scheme=v.activation_scheme,
+            rounding=report.rounding,
             replaced=report.replaced,
             matmul_backends=sorted(set(report.matmul_backends.values())),
             weight_bytes_bf16=report.bytes_before,
@@ -309,12 +365,17 @@ def print_drafter_table(result: dict[str, Any]) -> None:
         f"\nFP8 on {result['drafter']} ({result['positions']} held-out positions, bf16 mean "
         f"accepted {result['bf16_mean_accepted']:.4f}); agreement with the bf16 drafter, %"
     )
-    print("variant | chain agreement | teacher-forced | accepted (change) | bytes ratio | top flip")
+    print(f"GPTQ calibration: {result['calibration']}")
+    print(
+        "variant | chain agreement | teacher-forced (tie-aware) | teacher-forced exact | "
+        "accepted (change) | bytes ratio | top flip"
+    )
     for v in result["variants"]:
         flip = v["largest_flip_pair"]
         print(
             f"{v['variant']} | {pct(v['agreement_per_position'])} | "
-            f"{pct(v['teacher_forced_agreement'])} | {v['mean_accepted']:.4f} "
+            f"{pct(v['teacher_forced_agreement'])} | "
+            f"{pct(v['teacher_forced_exact_agreement'])} | {v['mean_accepted']:.4f} "
             f"({100 * v['relative_change']:+.2f} %) | {v.get('weight_bytes_ratio', 1.0):.3f} | "
             f"{flip['bf16']}->{flip['variant']} ({100 * flip['share']:.0f} % of flips)"
         )
@@ -397,9 +458,24 @@ def main() -> None:
     drafter.add_argument("--hidden", type=Path, help="safetensors with 'hidden' (S, T, H)")
     drafter.add_argument("--tokens", type=Path, help="safetensors with 'tokens' (S, T)")
     drafter.add_argument("--prompt-len", type=int, default=64)
+    drafter.add_argument(
+        "--calibration-hidden", type=Path, help="GPTQ calibration states (the training split)"
+    )
+    drafter.add_argument("--calibration-tokens", type=Path)
+    drafter.add_argument(
+        "--calibration-sequences",
+        type=int,
+        default=64,
+        help="sequences used for GPTQ calibration (from --calibration-*, else the first "
+        "held-out ones, which are then left out of the evaluation)",
+    )
     args = parser.parse_args()
     if args.drafter and (args.hidden is None or args.tokens is None):
         parser.error("--drafter needs --hidden and --tokens (held-out target states)")
+    if (args.calibration_hidden is None) != (args.calibration_tokens is None):
+        parser.error("--calibration-hidden and --calibration-tokens go together")
+    if args.calibration_sequences < 1:
+        parser.error(f"--calibration-sequences must be >= 1, got {args.calibration_sequences}")
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -19,6 +19,7 @@ from arctic_kernels.fp8 import (
     quantize_per_token_reference,
 )
 from arctic_kernels.fp8_linear import Fp8Linear
+from arctic_kernels.gptq import HessianAccumulator, quantize_gptq
 from arctic_kernels.layernorm import (
     SpeculatorLayerNorm,
     speculator_layer_norm,
@@ -42,6 +43,7 @@ __all__ = [
     "MIN_SCALE",
     "BackendUnavailableError",
     "Fp8Linear",
+    "HessianAccumulator",
     "NonFiniteInputError",
     "QuantizationReport",
     "ShardingError",
@@ -51,6 +53,7 @@ __all__ = [
     "dequantize",
     "pack_value_index",
     "quantize_drafter",
+    "quantize_gptq",
     "quantize_per_channel",
     "quantize_per_tensor",
     "quantize_per_token",

@@ -21,6 +21,7 @@ from arctic_kernels.fp8 import (
     quantize_per_tensor,
     quantize_per_token,
 )
+from arctic_kernels.gptq import DEFAULT_DAMP, quantize_gptq
 
 WeightScheme = Literal["per_tensor", "per_channel"]
 ActivationScheme = Literal["per_token", "per_tensor", "none"]
@@ -65,6 +66,10 @@ class Fp8Linear(torch.nn.Module):
         the stored weight is halved but the bytes moved per call are not (1 read + 2 written
         + 2 read per weight vs 2 for bf16): the small-batch bandwidth win needs a fused
         dequantize-GEMM kernel (FP8-Marlin style), which this package does not have yet.
+    hessian: the (K, K) second moment of the layer's inputs on calibration data
+    (`arctic_kernels.gptq.HessianAccumulator`); when given, the weight is rounded by GPTQ
+    (error feedback onto the columns not yet rounded) instead of to nearest: same scales,
+    same storage, a smaller output error on inputs like the calibration ones.
     check_finite: raise on NaN/Inf activations (they have no FP8 scale); set False inside
     CUDA graphs (then NaN/Inf rows give NaN outputs, see fp8.py). Weight-only layers compute
     no activation scale, never check (NaN/Inf propagate as in nn.Linear) and keep it False.
@@ -83,6 +88,8 @@ class Fp8Linear(torch.nn.Module):
         activation_scheme: ActivationScheme = "per_token",
         out_dtype: torch.dtype | None = None,
         check_finite: bool = True,
+        hessian: torch.Tensor | None = None,
+        gptq_damp: float = DEFAULT_DAMP,
     ) -> None:
         super().__init__()
         if weight_scheme not in ("per_tensor", "per_channel"):
@@ -105,11 +112,18 @@ class Fp8Linear(torch.nn.Module):
         self.out_dtype = out_dtype or weight.dtype
         # No activation scale, so nothing to check (and no host sync to keep out of graphs).
         self.check_finite = check_finite and activation_scheme != "none"
-        if weight_scheme == "per_tensor":
+        self.rounding = "nearest" if hessian is None else "gptq"
+        if hessian is not None:
+            w_q, w_scale = quantize_gptq(
+                weight, hessian, per_channel=weight_scheme == "per_channel", damp=gptq_damp
+            )
+        elif weight_scheme == "per_tensor":
             w_q, w_scale = quantize_per_tensor(weight)
-            w_scale = w_scale.expand(self.out_features).reshape(1, -1).clone()
         else:
             w_q, w_scale = quantize_per_channel(weight)
+        if weight_scheme == "per_tensor":
+            w_scale = w_scale.expand(self.out_features).reshape(1, -1).clone()
+        else:
             w_scale = w_scale.reshape(1, -1)
         self.register_buffer("weight_fp8", w_q)  # (N, K) row-major: .t() is column-major
         self.register_buffer("weight_scale", w_scale.float())  # (1, N)
@@ -180,5 +194,5 @@ class Fp8Linear(torch.nn.Module):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"weight_scheme={self.weight_scheme}, activation_scheme={self.activation_scheme}, "
-            f"matmul_backend={self.matmul_backend}"
+            f"rounding={self.rounding}, matmul_backend={self.matmul_backend}"
         )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from arctic_kernels.fp8_linear import ActivationScheme, Fp8Linear, WeightScheme
+from arctic_kernels.gptq import DEFAULT_DAMP, HessianAccumulator
 
 # fnmatch patterns on qualified names such as "head.0" or "lm_head".
 HEAD_PATTERNS: tuple[str, ...] = ("*head*",)
@@ -37,6 +38,8 @@ class QuantizationReport:
     bytes_after: int = 0  # FP8 weights + scales
     activation_scheme: ActivationScheme = "per_token"  # "none": weight-only
     matmul_backends: dict[str, str] = field(default_factory=dict)
+    rounding: str = "nearest"  # "gptq" when calibrated
+    calibration_rows: dict[str, int] = field(default_factory=dict)  # inputs seen per layer
 
 
 def quantize_drafter(
@@ -47,6 +50,9 @@ def quantize_drafter(
     predicate: Callable[[str, torch.nn.Linear], bool] | None = None,
     weight_scheme: WeightScheme = "per_channel",
     activation_scheme: ActivationScheme = "per_token",
+    calibration: Callable[[torch.nn.Module], object] | None = None,
+    gptq_damp: float = DEFAULT_DAMP,
+    out_dtype: torch.dtype | None = None,
 ) -> QuantizationReport:
     """Replace matching nn.Linear children of `module` with Fp8Linear, in place.
 
@@ -54,8 +60,17 @@ def quantize_drafter(
     "proj" when include_projections). predicate, when given, decides instead of patterns.
     weight_scheme, activation_scheme: as `Fp8Linear`; activation_scheme="none" is
     weight-only (W8A16: exact activations, FP8 weights dequantized at the matmul).
+    out_dtype: the replaced layers' output dtype (None: their weight's). float32 logits
+    from an FP8 head cost V * 4 bytes per row and avoid the bf16 rounding that makes exact
+    top-1 ties (1-2 % of positions on the tiny drafters).
+    calibration: when given, called once as `calibration(module)` (under no_grad, before
+    anything is replaced) to run representative forward passes, e.g. the drafter on
+    held-out target hidden states; each selected layer's inputs build its Hessian and its
+    weight is rounded by GPTQ (`arctic_kernels.gptq`) instead of to nearest. Measured on
+    the tiny drafters: 2-3x smaller head-output error and >= 99 % top-1 agreement (README).
     Raises ValueError when nothing matches, so a renamed drafter does not silently stay
-    unquantized.
+    unquantized, or when calibration sends no input through a selected layer. On any error
+    the module is left as it was.
     """
     if patterns is None:
         patterns = HEAD_PATTERNS + (PROJECTION_PATTERNS if include_projections else ())
@@ -78,17 +93,59 @@ def quantize_drafter(
             f"quantize_drafter found no nn.Linear matching {list(patterns)} in "
             f"{type(module).__name__}; pass patterns= or predicate="
         )
-    report = QuantizationReport(activation_scheme=activation_scheme)
+    unique: dict[int, tuple[str, torch.nn.Linear]] = {}
+    for _, _, name, linear in slots:
+        unique.setdefault(id(linear), (name, linear))
+    hessians = _calibrate(module, unique, calibration) if calibration is not None else {}
+    report = QuantizationReport(
+        activation_scheme=activation_scheme, rounding="gptq" if calibration else "nearest"
+    )
+    # Build every Fp8Linear first (GPTQ may still fail), then replace.
     converted: dict[int, Fp8Linear] = {}
+    for key, (name, linear) in unique.items():
+        hessian, rows = hessians.get(key, (None, 0))
+        fp8 = Fp8Linear.from_linear(
+            linear,
+            weight_scheme=weight_scheme,
+            activation_scheme=activation_scheme,
+            hessian=hessian,
+            gptq_damp=gptq_damp,
+            out_dtype=out_dtype,
+        )
+        converted[key] = fp8
+        report.bytes_before += linear.weight.numel() * linear.weight.element_size()
+        report.bytes_after += fp8.weight_bytes()
+        if rows:
+            report.calibration_rows[name] = rows
     for parent, attr, name, linear in slots:
-        if id(linear) not in converted:
-            fp8 = Fp8Linear.from_linear(
-                linear, weight_scheme=weight_scheme, activation_scheme=activation_scheme
-            )
-            converted[id(linear)] = fp8
-            report.bytes_before += linear.weight.numel() * linear.weight.element_size()
-            report.bytes_after += fp8.weight_bytes()
-            report.matmul_backends[name] = fp8.matmul_backend
         setattr(parent, attr, converted[id(linear)])
         report.replaced.append(name)
+        report.matmul_backends[name] = converted[id(linear)].matmul_backend
     return report
+
+
+def _calibrate(
+    module: torch.nn.Module,
+    linears: dict[int, tuple[str, torch.nn.Linear]],
+    calibration: Callable[[torch.nn.Module], object],
+) -> dict[int, tuple[torch.Tensor, int]]:
+    """Run `calibration(module)` with a hook on each selected Linear accumulating its
+    inputs' second moment (a Linear used several times, as a tied head, sees all uses)."""
+    accs = {key: HessianAccumulator(lin.in_features) for key, (_, lin) in linears.items()}
+    hooks = [
+        lin.register_forward_pre_hook(lambda _m, args, acc=accs[key]: acc.add(args[0]))
+        for key, (_, lin) in linears.items()
+    ]
+    try:
+        with torch.no_grad():
+            calibration(module)
+    finally:
+        for h in hooks:
+            h.remove()
+    unseen = [name for key, (name, _) in linears.items() if accs[key].rows == 0]
+    if unseen:
+        raise ValueError(
+            f"calibration sent no input through {unseen}; run forward passes that reach "
+            "every quantized layer"
+        )
+    return {key: (acc.hessian(), acc.rows) for key, acc in accs.items()}
