@@ -94,6 +94,24 @@ def shards_for(target, tokenizer, work: Path, split: str, args, greedy: bool):
     return shards, states
 
 
+def write_fp8_layers(drafter_dir: Path, shards, states, args) -> None:
+    """FP8 heads for serving (`drafter_fp8: true`): weight-only e4m3 rounded by GPTQ on
+    positions of the TRAIN split, float32 logits (`arctic-train quantize`'s defaults)."""
+    from arctic_drafters.cli import quantize
+
+    drafter = load_drafter(drafter_dir, dtype=torch.bfloat16)
+    options = argparse.Namespace(
+        drafter=str(drafter_dir),
+        positions=args.fp8_positions,
+        seed=args.seed,
+        activation_scheme="none",
+        logits_dtype="float32",
+        include_projections=False,
+        out=None,
+    )
+    print(json.dumps(quantize(options, drafter, shards, states), indent=2))
+
+
 @torch.no_grad()
 def draft_cost(target, drafter, context: int, batch: int, n: int, repeats: int = 50) -> dict:
     """Median seconds of one target decode step (KV cache over ``context`` tokens) and of one
@@ -166,6 +184,12 @@ def main() -> int:
     p.add_argument("--mlp-inner-dim", type=int, default=208)
     p.add_argument("--lstm-inner-dim", type=int, default=192)
     p.add_argument("--quick", action="store_true", help="tiny smoke run (not for the README)")
+    p.add_argument(
+        "--fp8-only",
+        action="store_true",
+        help="only (re)write each trained drafter's FP8 layers (GPTQ, fp8_layers.safetensors)",
+    )
+    p.add_argument("--fp8-positions", type=int, default=8192, help="GPTQ calibration positions")
     args = p.parse_args()
     if args.quick:
         args.train_prompts, args.heldout_prompts, args.steps = 64, 32, 40
@@ -186,6 +210,11 @@ def main() -> int:
     train_shards, train_states = shards_for(target, tokenizer, work, "train", args, greedy=False)
     held_shards, held_states = shards_for(target, tokenizer, work, "heldout", args, greedy=True)
     data_seconds = time.perf_counter() - began
+
+    if args.fp8_only:
+        for kind in ("mlp", "lstm"):
+            write_fp8_layers(out / kind, train_shards, train_states, args)
+        return 0
 
     c = target.config
     configs = {
@@ -233,6 +262,7 @@ def main() -> int:
                 "train_report": report,
             },
         )
+        write_fp8_layers(out / kind, train_shards, train_states, args)
         # Measure what is committed: the bf16 weights, run in float32.
         drafter = load_drafter(out / kind, dtype=torch.float32)
         acc = evaluate_acceptance(drafter, held_shards, held_states)

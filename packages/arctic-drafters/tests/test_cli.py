@@ -130,6 +130,40 @@ def test_generate_train_evaluate(tmp_path, target_dir, capsys):
         10 - 3
     )  # draft points t = P-1 .. T-n-2
     assert report["tokens_per_step"] == pytest.approx(1 + report["mean_accepted"])
+    # FP8 layers by GPTQ on the training data's hidden states, loaded back as a server does.
+    assert (
+        main(
+            [
+                *common,
+                "quantize",
+                "--target",
+                str(target_dir),
+                "--data",
+                str(tmp_path / "d"),
+                "--cache",
+                str(tmp_path / "cache"),
+                "--drafter",
+                str(tmp_path / "run" / "final"),
+                "--positions",
+                "40",
+                "--include-projections",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rounding"] == "gptq" and summary["calibration_positions"] == 40
+    assert summary["layers"] == ["proj.0", "proj.1", "head.0"]  # LSTM: 2 projections, tied head
+    import torch
+
+    from arctic_kernels import Fp8Linear, load_fp8_layers
+
+    served = load_drafter(tmp_path / "run" / "final")
+    report = load_fp8_layers(served, Path(summary["file"]))
+    assert report.rounding == "gptq" and any(isinstance(m, Fp8Linear) for m in served.modules())
+    state = torch.randn(3, 16, dtype=next(served.parameters()).dtype)
+    drafts = served.propose(state, torch.tensor([1, 2, 3]), 3)
+    assert drafts.shape == (3, 3) and int(drafts.max()) < 8192
 
 
 def test_evaluate_refuses_a_drafter_for_another_target(tmp_path, target_dir):

@@ -1,8 +1,10 @@
 """Vocab-parallel drafter heads over a real process group (gloo, 2 and 3 ranks) give the
-same drafts as the unsharded speculator; the same code takes vLLM's TP group (NCCL on GPUs)."""
+same drafts as the unsharded speculator, with bf16 or already-FP8 heads; the same code takes
+vLLM's TP group (NCCL on GPUs)."""
 
 from __future__ import annotations
 
+import copy
 import socket
 import warnings
 
@@ -12,6 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from arctic_drafters import LSTMSpeculatorConfig, MLPSpeculatorConfig, build_speculator
+from arctic_kernels import quantize_drafter
 from arctic_runtime.tp_draft import VocabParallelDraftRunner, shard_sizes
 
 CONFIGS = [
@@ -45,6 +48,13 @@ def _worker(rank: int, world: int, port: int) -> None:
             assert torch.equal(got, want), (rank, n, got, want)
             # Each rank holds only its shard of every head.
             assert runner.heads[0].weight.shape[0] == runner.shard_sizes[rank]
+            # Heads already FP8 (loaded GPTQ layers) are sharded as they are, not re-rounded.
+            fp8 = copy.deepcopy(spec)
+            quantize_drafter(fp8, activation_scheme="none")
+            want = fp8.propose(hidden, last, config.n_predict)
+            runner = VocabParallelDraftRunner(fp8)
+            assert torch.equal(runner(hidden, last, config.n_predict), want), (rank, n)
+            assert runner.heads[0].weight_fp8.shape[0] == runner.shard_sizes[rank]
     finally:
         dist.destroy_process_group()
 

@@ -79,3 +79,44 @@ def test_request_namespaces_separate_the_global_suffix_trees(engine_config):
     drafts = _step(proposer, runner, finished={"a"})
     assert drafts[0][:2] == [12, 13]  # from t1's global tree
     assert drafts[1] == []  # t2 never saw that output
+
+
+@pytest.mark.parametrize("saved", [False, True])
+def test_fp8_heads_come_from_the_saved_gptq_layers_when_the_drafter_has_them(
+    engine_config, lstm_drafter, tmp_path, arctic_log, saved
+):
+    """drafter_fp8: layers saved beside the drafter (`arctic-train quantize`: GPTQ) are
+    served as saved; without that file the heads are rounded to nearest at load."""
+    import shutil
+
+    import torch
+
+    from arctic_drafters import load_drafter
+    from arctic_kernels import FP8_LAYERS_FILE, Fp8Linear, quantize_drafter, save_fp8_layers
+
+    drafter_dir = tmp_path / "lstm"
+    shutil.copytree(lstm_drafter, drafter_dir)
+    (drafter_dir / FP8_LAYERS_FILE).unlink(missing_ok=True)  # the bundled drafter has one
+    if saved:
+        offline = load_drafter(drafter_dir, dtype=torch.bfloat16)
+        g = torch.Generator().manual_seed(0)
+        states = torch.randn(64, offline.config.hidden_size, generator=g).to(torch.bfloat16)
+        last = torch.randint(0, offline.config.vocab_size, (64,), generator=g)
+        quantize_drafter(
+            offline,
+            activation_scheme="none",
+            out_dtype=torch.float32,
+            calibration=lambda m: m.propose(states, last, 3),
+        )
+        save_fp8_layers(offline, drafter_dir / FP8_LAYERS_FILE)
+    proposer = ArcticProposer(
+        engine_config({"method": "arctic", "model": str(drafter_dir), "drafter_fp8": True})
+    )
+    target = torch.nn.Linear(2, 2).to(torch.float32)  # what load_model reads: dtype, device
+    proposer.load_model(target)
+    heads = [m for m in proposer.drafter.speculator.modules() if isinstance(m, Fp8Linear)]
+    assert heads and all(not h.check_finite for h in heads)  # CUDA-graph safe
+    want = ("gptq", "none", torch.float32) if saved else ("nearest", "per_token", torch.float32)
+    assert {(h.rounding, h.activation_scheme, h.out_dtype) for h in heads} == {want}
+    line = next(r.getMessage() for r in arctic_log.records if "arctic: drafter" in r.getMessage())
+    assert (FP8_LAYERS_FILE in line) == saved and ("round-to-nearest" in line) == (not saved)

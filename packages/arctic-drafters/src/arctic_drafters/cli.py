@@ -17,6 +17,7 @@ import torch
 
 from .checkpoint import build_speculator, check_compatible, load_drafter, save_drafter
 from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig
+from .speculator import Speculator
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,7 +66,90 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--drafter", required=True)
     e.add_argument("--cache", default=None)
     e.add_argument("--n", type=int, default=None)
+
+    q = sub.add_parser(
+        "quantize",
+        help="FP8 drafter layers rounded by GPTQ on the target's hidden states, saved beside "
+        "the drafter for serving (needs arctic-kernels: the [fp8] extra)",
+    )
+    q.add_argument("--target", required=True)
+    q.add_argument("--data", required=True, help="`generate` output to calibrate on (training)")
+    q.add_argument("--drafter", required=True)
+    q.add_argument("--cache", default=None)
+    q.add_argument("--positions", type=int, default=8192, help="calibration positions (random)")
+    q.add_argument(
+        "--activation-scheme", choices=["none", "per_token", "per_tensor"], default="none"
+    )
+    q.add_argument(
+        "--logits-dtype", choices=["float32", "drafter"], default="float32",
+        help="float32: no bf16 rounding ties in the FP8 heads' logits",
+    )  # fmt: skip
+    q.add_argument("--include-projections", action="store_true")
+    q.add_argument(
+        "--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16",
+        help="the dtype the drafter is calibrated in (the target's serving dtype)",
+    )  # fmt: skip
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", default=None, help="default: <drafter>/fp8_layers.safetensors")
     return p
+
+
+def quantize(
+    args: argparse.Namespace, drafter: Speculator, data: Any, states: Any
+) -> dict[str, Any]:
+    """GPTQ-round the drafter's heads (and projections) on calibration positions of `data`
+    and save them with arctic_kernels.save_fp8_layers; returns a summary."""
+    try:
+        import arctic_kernels as ak
+    except ImportError as exc:
+        raise SystemExit(
+            "arctic-train quantize needs arctic-kernels: pip install 'arctic-drafters[fp8]'"
+        ) from exc
+    if args.positions < 1:
+        raise SystemExit(f"--positions must be >= 1, got {args.positions}")
+    n = drafter.config.n_predict
+    tokens = data.tokens
+    t = torch.arange(data.prompt_len - 1, tokens.shape[1] - 1)  # a state and its next token
+    seq = torch.arange(tokens.shape[0]).repeat_interleave(t.numel())
+    pos = t.repeat(tokens.shape[0])
+    pick = torch.randperm(len(seq), generator=torch.Generator().manual_seed(args.seed))
+    pick = pick[: args.positions]
+    seq, pos = seq[pick], pos[pick]
+    dtype = next(drafter.parameters()).dtype
+    hidden, last = states.hidden[seq, pos].to(dtype), tokens[seq, pos + 1]
+
+    def calibrate(model: torch.nn.Module) -> None:
+        for i in range(0, len(last), 4096):
+            model.propose(hidden[i : i + 4096], last[i : i + 4096], n)  # type: ignore[operator]
+
+    # Projections first (then the heads calibrate on the quantized projections' outputs, as
+    # served); only the heads get float32 outputs.
+    replaced: list[str] = []
+    if args.include_projections:
+        projections = ak.quantize_drafter(
+            drafter,
+            patterns=("*proj*",),
+            activation_scheme=args.activation_scheme,
+            calibration=calibrate,
+        )
+        replaced += projections.replaced
+    report = ak.quantize_drafter(
+        drafter,
+        activation_scheme=args.activation_scheme,
+        calibration=calibrate,
+        out_dtype=torch.float32 if args.logits_dtype == "float32" else None,
+    )
+    replaced += report.replaced
+    path = ak.save_fp8_layers(drafter, args.out or Path(args.drafter) / ak.FP8_LAYERS_FILE)
+    return {
+        "file": str(path),
+        "layers": replaced,
+        "calibration_positions": len(last),
+        "activation_scheme": report.activation_scheme,
+        "rounding": report.rounding,
+        "head_weight_bytes_before": report.bytes_before,
+        "head_weight_bytes_fp8": report.bytes_after,
+    }
 
 
 def drafter_config(args: argparse.Namespace, target_config: Any) -> SpeculatorConfig:
@@ -125,7 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "evaluate":  # a drafter for another target fails before any work
         drafter = load_drafter(args.drafter).float()
         check_compatible(drafter, model.config)
+    if args.command == "quantize":
+        drafter = load_drafter(args.drafter, dtype=getattr(torch, args.dtype))
+        check_compatible(drafter, model.config)
     data = read_shards(args.data)
+    if args.command == "quantize":
+        states = hidden_states_for(args.target, data, args.cache, model)
+        print(json.dumps(quantize(args, drafter, data, states), indent=2))
+        return 0
     if args.command == "train":
         torch.manual_seed(args.seed)
         drafter = build_speculator(drafter_config(args, model.config))

@@ -18,6 +18,7 @@ from arctic_kernels.fp8 import (
     quantize_per_token,
     quantize_per_token_reference,
 )
+from arctic_kernels.fp8_layers import FP8_LAYERS_FILE, load_fp8_layers, save_fp8_layers
 from arctic_kernels.fp8_linear import Fp8Linear
 from arctic_kernels.gptq import HessianAccumulator, quantize_gptq
 from arctic_kernels.layernorm import (
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FP8_DTYPE",
+    "FP8_LAYERS_FILE",
     "FP8_MAX",
     "MIN_SCALE",
     "BackendUnavailableError",
@@ -51,6 +53,7 @@ __all__ = [
     "TopkBytes",
     "__version__",
     "dequantize",
+    "load_fp8_layers",
     "pack_value_index",
     "quantize_drafter",
     "quantize_gptq",
@@ -58,6 +61,7 @@ __all__ = [
     "quantize_per_tensor",
     "quantize_per_token",
     "quantize_per_token_reference",
+    "save_fp8_layers",
     "selected_backend",
     "sharded_topk",
     "speculator_layer_norm",

@@ -23,6 +23,28 @@ from arctic_kernels.fp8 import (
 )
 from arctic_kernels.gptq import DEFAULT_DAMP, quantize_gptq
 
+
+def _check_prequantized(
+    weight: torch.Tensor,
+    scale: torch.Tensor,
+    hessian: torch.Tensor | None,
+    out_dtype: torch.dtype | None,
+) -> None:
+    n = weight.shape[0]
+    if weight.dtype != FP8_DTYPE:
+        raise TypeError(f"a weight with weight_scale must be {FP8_DTYPE}, got {weight.dtype}")
+    if scale.numel() != n or scale.dim() > 2 or (scale.dim() == 2 and 1 not in scale.shape):
+        raise ValueError(
+            f"weight_scale must hold one scale per output row ({n}), got {tuple(scale.shape)}"
+        )
+    if not bool(torch.isfinite(scale).all()) or not bool((scale > 0).all()):
+        raise ValueError("weight_scale must be finite and > 0 everywhere")
+    if hessian is not None:
+        raise ValueError("a weight that is already e4m3 cannot be rounded again (hessian=)")
+    if out_dtype is None:
+        raise ValueError("out_dtype is required with an e4m3 weight (there is no float dtype)")
+
+
 WeightScheme = Literal["per_tensor", "per_channel"]
 ActivationScheme = Literal["per_token", "per_tensor", "none"]
 ACTIVATION_SCHEMES: tuple[ActivationScheme, ...] = ("per_token", "per_tensor", "none")
@@ -90,6 +112,7 @@ class Fp8Linear(torch.nn.Module):
         check_finite: bool = True,
         hessian: torch.Tensor | None = None,
         gptq_damp: float = DEFAULT_DAMP,
+        weight_scale: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if weight_scheme not in ("per_tensor", "per_channel"):
@@ -107,13 +130,18 @@ class Fp8Linear(torch.nn.Module):
             )
         weight = weight.detach()
         self.out_features, self.in_features = weight.shape
+        if weight_scale is not None:
+            _check_prequantized(weight, weight_scale, hessian, out_dtype)
         self.weight_scheme = weight_scheme
         self.activation_scheme = activation_scheme
         self.out_dtype = out_dtype or weight.dtype
         # No activation scale, so nothing to check (and no host sync to keep out of graphs).
         self.check_finite = check_finite and activation_scheme != "none"
         self.rounding = "nearest" if hessian is None else "gptq"
-        if hessian is not None:
+        if weight_scale is not None:  # already e4m3 (from_fp8)
+            # clone: a row shard of a bigger layer must not keep the whole storage alive
+            w_q, w_scale = weight.clone(), weight_scale.detach().float().reshape(-1, 1)
+        elif hessian is not None:
             w_q, w_scale = quantize_gptq(
                 weight, hessian, per_channel=weight_scheme == "per_channel", damp=gptq_damp
             )
@@ -121,10 +149,10 @@ class Fp8Linear(torch.nn.Module):
             w_q, w_scale = quantize_per_tensor(weight)
         else:
             w_q, w_scale = quantize_per_channel(weight)
-        if weight_scheme == "per_tensor":
+        if weight_scheme == "per_tensor" and weight_scale is None:
             w_scale = w_scale.expand(self.out_features).reshape(1, -1).clone()
         else:
-            w_scale = w_scale.reshape(1, -1)
+            w_scale = w_scale.reshape(1, -1).clone()
         self.register_buffer("weight_fp8", w_q)  # (N, K) row-major: .t() is column-major
         self.register_buffer("weight_scale", w_scale.float())  # (1, N)
         self.register_buffer("bias", None if bias is None else bias.detach().to(self.out_dtype))
@@ -148,6 +176,23 @@ class Fp8Linear(torch.nn.Module):
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, **kwargs: object) -> Fp8Linear:
         return cls(linear.weight, linear.bias, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_fp8(
+        cls,
+        weight_fp8: torch.Tensor,
+        weight_scale: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        *,
+        out_dtype: torch.dtype,
+        rounding: str = "nearest",
+        **kwargs: object,
+    ) -> Fp8Linear:
+        """An Fp8Linear from stored e4m3 weights and their (N,) / (N, 1) / (1, N) float32
+        scales (a saved layer, or a row shard of one), without rounding anything again."""
+        layer = cls(weight_fp8, bias, weight_scale=weight_scale, out_dtype=out_dtype, **kwargs)  # type: ignore[arg-type]
+        layer.rounding = rounding
+        return layer
 
     def weight_bytes(self) -> int:
         """Bytes held by the quantized weight and its scales (the bias excluded)."""

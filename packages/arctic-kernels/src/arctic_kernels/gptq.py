@@ -65,7 +65,7 @@ def _inverse_cholesky(h: torch.Tensor, damp: float) -> torch.Tensor:
             inv = torch.cholesky_inverse(chol)
             upper, info = torch.linalg.cholesky_ex(inv, upper=True)
             if int(info) == 0:
-                return upper
+                return torch.as_tensor(upper)
         if d >= _MAX_DAMP:
             raise ValueError(
                 f"the Hessian is not positive definite even with damping {d:g} x mean "

@@ -43,10 +43,26 @@ class VocabParallelDraftRunner:
         stop = start + self.shard_sizes[rank]
         heads: list[torch.nn.Module] = []
         for head in speculator.head:
+            if isinstance(head, Fp8Linear):
+                # Already FP8 (e.g. GPTQ layers loaded from a file): per-row scales shard
+                # with their rows, nothing is rounded again.
+                heads.append(
+                    Fp8Linear.from_fp8(
+                        head.weight_fp8[start:stop],
+                        head.weight_scale[0, start:stop],
+                        None if head.bias is None else head.bias[start:stop],
+                        out_dtype=head.out_dtype,
+                        rounding=head.rounding,
+                        weight_scheme=head.weight_scheme,
+                        activation_scheme=head.activation_scheme,
+                        check_finite=head.check_finite,
+                    )
+                )
+                continue
             if not isinstance(head, torch.nn.Linear):
                 raise TypeError(
-                    f"vocab-parallel heads need nn.Linear heads, got {type(head).__name__}; "
-                    "shard before quantizing (fp8=True here)"
+                    f"vocab-parallel heads need nn.Linear or Fp8Linear heads, got "
+                    f"{type(head).__name__}"
                 )
             shard = torch.nn.Linear(
                 head.in_features, stop - start, bias=head.bias is not None,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -105,8 +106,22 @@ class ArcticProposer:
         from .tensor_parallel import vocab_parallel_runner
 
         fp8 = self.options.drafter_fp8
+        fp8_note = ", FP8 heads (round-to-nearest W8A8 at load)" if fp8 else ""
+        if fp8:
+            from arctic_kernels import FP8_LAYERS_FILE, load_fp8_layers
+
+            saved = Path(self.options.drafter_path or "") / FP8_LAYERS_FILE
+            if saved.is_file():
+                # Layers quantized offline (GPTQ needs calibration data): used as saved.
+                # NaN/Inf checks sync with the host: not allowed inside a CUDA graph.
+                report = load_fp8_layers(speculator, saved, check_finite=False)
+                fp8_note = (
+                    f", FP8 layers from {FP8_LAYERS_FILE} ({report.rounding}, activations "
+                    f"{report.activation_scheme})"
+                )
+                fp8 = False  # nothing left to quantize
         n = min(self.num_speculative_tokens, speculator.config.n_predict)
-        # With vocab-parallel heads the runner owns (and quantizes) the heads.
+        # With vocab-parallel heads the runner owns (and quantizes, or shards) the heads.
         runner = vocab_parallel_runner(speculator, fp8=fp8)
         if runner is None and fp8:
             from arctic_kernels import Fp8Linear, quantize_drafter
@@ -131,7 +146,7 @@ class ArcticProposer:
         logger.info(
             "arctic: drafter %s (%s, n_predict=%d) on %s %s%s%s, K=%d, draft loop %s",
             self.options.drafter_path, type(speculator).__name__, speculator.config.n_predict,
-            param.device, param.dtype, ", FP8 heads" if self.options.drafter_fp8 else "",
+            param.device, param.dtype, fp8_note,
             " + suffix decoding (hybrid)" if self.suffix is not None else "",
             self.num_speculative_tokens, self.draft_mode,
         )  # fmt: skip
