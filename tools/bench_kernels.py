@@ -354,6 +354,18 @@ def bench_trained_drafter(path: Path, args: argparse.Namespace) -> dict[str, Any
             weight_bytes_ratio=report.bytes_after / report.bytes_before,
         )
         result["variants"].append(entry)
+    saved = path / ak.FP8_LAYERS_FILE
+    if saved.is_file():  # what arctic-vllm's drafter_fp8 serves for this drafter
+        quantized = copy.deepcopy(drafter)
+        report = ak.load_fp8_layers(quantized, saved)
+        entry = row(f"served: {ak.FP8_LAYERS_FILE} ({report.rounding})", quantized, torch.bfloat16)
+        entry.update(
+            activation_scheme=report.activation_scheme,
+            rounding=report.rounding,
+            replaced=report.replaced,
+            weight_bytes_ratio=report.bytes_after / report.bytes_before,
+        )
+        result["variants"].append(entry)
     return result
 
 
