@@ -44,15 +44,14 @@ def check_methods(names: Sequence[str]) -> list[str]:
     return ["none", *[m for m in names if m != "none"]]
 
 
-def run_methods(
+def run_methods_repeated(
     model: Path,
     methods: Sequence[str],
     workloads: dict[str, list[Request]],
     batch_size: int,
     repeats: int = 1,
-) -> dict[str, dict[str, RunResult]]:
-    """results[workload][method]: the median-time of ``repeats`` runs (greedy: the outputs
-    are the same every time).
+) -> dict[tuple[str, str], list[RunResult]]:
+    """runs[workload, method]: one RunResult per repeat, in repeat order.
 
     Each repeat starts every method's engine afresh (a warm global suffix cache would make a
     repeat replay the previous one's outputs), and the repeats interleave the methods so
@@ -73,11 +72,45 @@ def run_methods(
                     runs.setdefault((wname, method), []).append(run)
                     bar.update()
     bar.close()
-    results: dict[str, dict[str, RunResult]] = {w: {} for w in workloads}
+    return runs
+
+
+def medians(runs: dict[tuple[str, str], list[RunResult]]) -> dict[str, dict[str, RunResult]]:
+    """results[workload][method]: the median-time run (greedy: the outputs are the same
+    every time)."""
+    results: dict[str, dict[str, RunResult]] = {}
     for (wname, method), timed in runs.items():
-        timed.sort(key=lambda r: r.seconds)
-        results[wname][method] = timed[len(timed) // 2]
+        ordered = sorted(timed, key=lambda r: r.seconds)
+        results.setdefault(wname, {})[method] = ordered[len(ordered) // 2]
     return results
+
+
+def paired_speed_ratio(
+    runs: dict[tuple[str, str], list[RunResult]], workload: str, method: str, baseline: str
+) -> float:
+    """Median over repeats of tokens/s(method) / tokens/s(baseline) within the same repeat.
+
+    The machine's load drifts over minutes; within a repeat two methods run back to back,
+    so the per-repeat ratio cancels the drift that a ratio of medians keeps.
+    """
+    ratios = sorted(
+        a.tokens_per_second / b.tokens_per_second
+        for a, b in zip(runs[workload, method], runs[workload, baseline], strict=True)
+    )
+    mid = len(ratios) // 2
+    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+
+
+def run_methods(
+    model: Path,
+    methods: Sequence[str],
+    workloads: dict[str, list[Request]],
+    batch_size: int,
+    repeats: int = 1,
+) -> dict[str, dict[str, RunResult]]:
+    """results[workload][method]: the median-time run of ``repeats`` (see
+    `run_methods_repeated`)."""
+    return medians(run_methods_repeated(model, methods, workloads, batch_size, repeats))
 
 
 @dataclass(frozen=True)
