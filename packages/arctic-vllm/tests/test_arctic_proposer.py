@@ -81,6 +81,19 @@ def test_request_namespaces_separate_the_global_suffix_trees(engine_config):
     assert drafts[1] == []  # t2 never saw that output
 
 
+@pytest.mark.parametrize(("max_tokens", "longest"), [(None, 8), (100, 8), (12, 3), (9, 0)])
+def test_drafts_stop_at_the_requests_max_tokens(engine_config, max_tokens, longest):
+    """Draft tokens past max_tokens would be verified for nothing: a request that may
+    still generate `left` tokens gets at most left - 1 (the bonus token is the last)."""
+    proposer = ArcticProposer(engine_config({"method": "suffix", "num_speculative_tokens": 8}))
+    tokens = [1, 2, 3] + [4, 5, 6, 7] * 2  # prompt of 3, 8 generated, self-repeating
+    runner = _runner({"a": (tokens, {})})
+    runner.requests["a"].sampling_params.max_tokens = max_tokens
+    [draft] = _step(proposer, runner)
+    assert len(draft) == longest  # max_tokens 12: 4 left -> 3; 9: 1 left -> no draft
+    assert draft == [4, 5, 6, 7, 4, 5, 6, 7][:longest]
+
+
 @pytest.mark.parametrize("saved", [False, True])
 def test_fp8_heads_come_from_the_saved_gptq_layers_when_the_drafter_has_them(
     engine_config, lstm_drafter, tmp_path, arctic_log, saved

@@ -221,6 +221,11 @@ class ArcticProposer:
             num_tokens = int(batch.num_tokens_no_spec[i])
             self._sync(runner, i, req_id, num_tokens)
             room = self.max_model_len - num_tokens - 1
+            # A draft past the request's max_tokens is verified for nothing: at most
+            # max_tokens - generated - 1 (the bonus token is the last one).
+            left = self._output_left(runner, i, req_id, num_tokens)
+            if left is not None:
+                room = min(room, left - 1)
             if room < 1:
                 continue
             hidden = None
@@ -299,6 +304,15 @@ class ArcticProposer:
         self.metrics.finish(req_id)
         if self.proposer is not None:
             self.proposer.stop_request(req_id)
+
+    def _output_left(self, runner: Any, index: int, req_id: str, num_tokens: int) -> int | None:
+        """Tokens the request may still generate (None: no max_tokens to go by)."""
+        state = runner.requests.get(req_id)
+        max_tokens = getattr(getattr(state, "sampling_params", None), "max_tokens", None)
+        if max_tokens is None:
+            return None
+        generated = num_tokens - int(runner.input_batch.num_prompt_tokens[index])
+        return int(max_tokens) - generated
 
     def _extra_args(self, runner: Any, req_id: str) -> dict[str, Any]:
         state = runner.requests.get(req_id)
