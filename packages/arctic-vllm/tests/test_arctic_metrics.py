@@ -85,3 +85,22 @@ def test_periodic_log_line_reports_each_source(arctic_log):
     assert lines == [
         "arctic speculation: suffix: 1 drafts, 3/4 accepted (75.0%); proposer failures: 0"
     ]
+
+
+def test_counters_survive_vllms_unregistering_of_vllm_metrics():
+    """vLLM's stat logger unregisters every "vllm:*" collector when an engine starts; ours
+    come back with their counts on the next record."""
+    from vllm.v1.metrics.prometheus import unregister_vllm_metrics
+
+    source = "test-unregister-source"
+    ArcticMetrics().record("r", source, 3, 2)
+    unregister_vllm_metrics()
+    assert (
+        REGISTRY.get_sample_value(
+            "vllm:arctic_spec_decode_num_draft_tokens_total", {"source": source}
+        )
+        is None
+    )
+    ArcticMetrics().record("r", source, 4, 1)
+    assert sample("vllm:arctic_spec_decode_num_draft_tokens", source) == 7
+    assert sample("vllm:arctic_spec_decode_num_accepted_tokens", source) == 3

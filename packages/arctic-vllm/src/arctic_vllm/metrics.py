@@ -20,7 +20,14 @@ _PROM: dict[str, Any] = {}
 
 
 def _prometheus() -> dict[str, Any]:
-    """The process's counters, created once (a second engine in one process reuses them)."""
+    """The process's counters, created once (a second engine in one process reuses them).
+
+    vLLM's Prometheus stat logger unregisters every "vllm:*" collector when it starts
+    (`unregister_vllm_metrics`), so counters made before it (or for an earlier engine in
+    this process) would count on unseen: they are registered again here when missing.
+    """
+    from prometheus_client import REGISTRY
+
     if not _PROM:
         from prometheus_client import Counter
 
@@ -40,6 +47,9 @@ def _prometheus() -> dict[str, Any]:
             "vllm:arctic_spec_decode_proposer_failures",
             "Steps run without speculation because the proposer raised.",
         )
+    for counter in _PROM.values():
+        if counter not in REGISTRY._collector_to_names:  # same check as vLLM's unregister
+            REGISTRY.register(counter)
     return _PROM
 
 
@@ -75,7 +85,7 @@ class ArcticMetrics:
         self.finished: deque[RequestSummary] = deque(maxlen=keep_summaries)
         self._log_interval = log_interval_s
         self._last_log = time.monotonic()
-        self._prom = _prometheus()
+        _prometheus()  # created (and registered) with the first engine
 
     def record(self, req_id: str, source: str, num_draft: int, num_accepted: int) -> None:
         c = self.sources.setdefault(source, SourceCounts())
@@ -87,13 +97,14 @@ class ArcticMetrics:
         s.draft_tokens += num_draft
         s.accepted_tokens += num_accepted
         s.by_source[source] = s.by_source.get(source, 0) + num_accepted
-        self._prom["drafts"].labels(source).inc()
-        self._prom["draft_tokens"].labels(source).inc(num_draft)
-        self._prom["accepted"].labels(source).inc(num_accepted)
+        prom = _prometheus()  # re-registered if vLLM's stat logger unregistered them
+        prom["drafts"].labels(source).inc()
+        prom["draft_tokens"].labels(source).inc(num_draft)
+        prom["accepted"].labels(source).inc(num_accepted)
 
     def failure(self) -> None:
         self.proposer_failures += 1
-        self._prom["failures"].inc()
+        _prometheus()["failures"].inc()
 
     def finish(self, req_id: str) -> RequestSummary | None:
         s = self.requests.pop(req_id, None)
