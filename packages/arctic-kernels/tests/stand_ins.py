@@ -66,3 +66,28 @@ def fit_prototype_heads(
         state = torch.nn.functional.gelu(drafter.ln[i](z))  # (V, inner)
         rows = state - state.mean(dim=0, keepdim=True)  # the shared part carries no class
         drafter.head[i].weight.copy_(sharpness * rows / rows.norm(dim=-1, keepdim=True))
+
+
+def prototype_drafter() -> tuple[TinyMLPSpeculator, torch.Tensor]:
+    """A bf16 drafter fitted to random prototype states (`fit_prototype_heads`, vocab 2048,
+    width 128), and the (2048, 128) prototypes."""
+    torch.manual_seed(0)
+    drafter = TinyMLPSpeculator(vocab=2048, emb_dim=128, inner=128, n_predict=3)
+    for emb in drafter.emb:
+        torch.nn.init.normal_(emb.weight, std=0.02)
+    prototypes = torch.randn(2048, 128)
+    fit_prototype_heads(drafter, prototypes, sharpness=10.0)
+    return drafter.to(torch.bfloat16).eval(), prototypes
+
+
+def states_near(
+    prototypes: torch.Tensor, noise: float, batch: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(bf16 states around the prototypes of random tokens, random last tokens, those
+    tokens): `noise` sets how often the drafter is wrong."""
+    gen = torch.Generator().manual_seed(seed)
+    vocab, width = prototypes.shape
+    target = torch.randint(0, vocab, (batch,), generator=gen)
+    state = prototypes[target] + noise * torch.randn(batch, width, generator=gen)
+    token = torch.randint(0, vocab, (batch,), generator=gen)
+    return state.to(torch.bfloat16), token, target

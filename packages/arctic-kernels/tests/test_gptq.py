@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from stand_ins import TinyMLPSpeculator, fit_prototype_heads
+from stand_ins import TinyMLPSpeculator, prototype_drafter, states_near
 
 from arctic_kernels import (
     FP8_MAX,
@@ -150,19 +150,12 @@ def test_fp8_linear_takes_a_hessian_and_says_so() -> None:
 def _fitted_drafter(noise: float = 0.8) -> tuple[TinyMLPSpeculator, list[torch.Tensor]]:
     """A drafter fitted to prototype states, and two batches of (state, token) around them:
     one to calibrate on, one to evaluate."""
-    torch.manual_seed(0)
-    drafter = TinyMLPSpeculator(vocab=2048, emb_dim=128, inner=128, n_predict=3)
-    for emb in drafter.emb:
-        torch.nn.init.normal_(emb.weight, std=0.02)
-    prototypes = torch.randn(2048, 128)
-    fit_prototype_heads(drafter, prototypes, sharpness=10.0)
-    batches = []
+    drafter, prototypes = prototype_drafter()
+    batches: list[torch.Tensor] = []
     for seed in (1, 2):
-        gen = torch.Generator().manual_seed(seed)
-        target = torch.randint(0, 2048, (3000,), generator=gen)
-        state = prototypes[target] + noise * torch.randn(3000, 128, generator=gen)
-        batches += [state.to(torch.bfloat16), torch.randint(0, 2048, (3000,), generator=gen)]
-    return drafter.to(torch.bfloat16).eval(), batches
+        state, token, _ = states_near(prototypes, noise, 3000, seed)
+        batches += [state, token]
+    return drafter, batches
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from stand_ins import TinyMLPSpeculator, fit_prototype_heads
+from stand_ins import TinyMLPSpeculator, prototype_drafter, states_near
 
 from arctic_kernels import Fp8Linear, dequantize, quantize_drafter
 
@@ -28,17 +28,9 @@ def _trained_like(
     is not like that. `noise` sets how often the drafter is wrong (0.5: ~95 % of head-3
     drafts right, 0.8: ~62 %). Returns (drafter, state, token, true next token).
     """
-    torch.manual_seed(0)
-    drafter = TinyMLPSpeculator(vocab=2048, emb_dim=128, inner=128, n_predict=3)
-    for emb in drafter.emb:
-        torch.nn.init.normal_(emb.weight, std=0.02)
-    prototypes = torch.randn(2048, 128)
-    fit_prototype_heads(drafter, prototypes, sharpness=10.0)
-    gen = torch.Generator().manual_seed(3)
-    target = torch.randint(0, 2048, (batch,), generator=gen)
-    state = prototypes[target] + noise * torch.randn(batch, 128, generator=gen)
-    token = torch.randint(0, 2048, (batch,), generator=gen)
-    return drafter.to(torch.bfloat16).eval(), state.to(torch.bfloat16), token, target
+    drafter, prototypes = prototype_drafter()
+    state, token, target = states_near(prototypes, noise, batch, seed=3)
+    return drafter, state, token, target
 
 
 def _acceptance_length(logits: list[torch.Tensor], target: torch.Tensor) -> float:
