@@ -127,18 +127,20 @@ void SuffixCache::sync_global_match(Request& r) {
   r.global_generation = generation_;
 }
 
+int SuffixCache::cap_for(const Request& r, const DraftParams& p, bool adaptive, int m) const {
+  int c = draft_cap(p, m);
+  if (adaptive && m > 0) {
+    // The anchor's factor*m cap starves drafts right after an edit, where the match is
+    // short but the copy ahead is long; recent acceptance says how far to trust it.
+    int a = static_cast<int>(std::ceil(2.0 * r.accepted_ewma)) + 1;
+    c = std::max(c, std::min(a, p.max_spec_tokens));
+  }
+  return c;
+}
+
 Draft SuffixCache::draft_once(Request& r, const Token* ctx, size_t n, const DraftParams& p,
                               bool adaptive) {
-  auto cap = [&](int m) {
-    int c = draft_cap(p, m);
-    if (adaptive && m > 0) {
-      // The anchor's factor*m cap starves drafts right after an edit, where the match is
-      // short but the copy ahead is long; recent acceptance says how far to trust it.
-      int a = static_cast<int>(std::ceil(2.0 * r.accepted_ewma)) + 1;
-      c = std::max(c, std::min(a, p.max_spec_tokens));
-    }
-    return c;
-  };
+  auto cap = [&](int m) { return cap_for(r, p, adaptive, m); };
   Position lpos;
   int lm = ctx == nullptr ? r.local->match_own_tail(0, &lpos) : r.local->match(ctx, n, &lpos);
   const Token* c_data = ctx != nullptr ? ctx : r.local->tokens(0).data();
@@ -185,8 +187,12 @@ Draft SuffixCache::speculate(const std::string& key, const Token* ctx, size_t n,
   Request& r = request(key);
   do_pending(removal_chunk_);
   Draft best = draft_once(r, ctx, n, p, adaptive);
+  // An extension may at most double the cap the first match earned: enough to carry a
+  // self-repeating span past its end, not enough to chain weak matches into K junk tokens.
+  const int limit = std::min(p.max_spec_tokens,
+                             kExtendCapFactor * cap_for(r, p, adaptive, best.match_len));
   if (extend && !p.tree && !best.token_ids.empty() &&
-      static_cast<int>(best.token_ids.size()) < p.max_spec_tokens) {
+      static_cast<int>(best.token_ids.size()) < limit) {
     // In a self-repeating span the longest match is the most recent occurrence, whose
     // continuation hits the end of the data after one period; matching context + draft
     // finds where the text goes on. Only the last max_depth - 1 tokens can ever match.
@@ -196,11 +202,11 @@ Draft SuffixCache::speculate(const std::string& key, const Token* ctx, size_t n,
     const size_t keep = static_cast<size_t>(max_depth_);
     std::vector<Token> buf(base + (base_n - std::min(base_n, keep)), base + base_n);
     buf.insert(buf.end(), best.token_ids.begin(), best.token_ids.end());
-    while (static_cast<int>(best.token_ids.size()) < p.max_spec_tokens) {
+    while (static_cast<int>(best.token_ids.size()) < limit) {
       const double last = best.probs.back();
       if (last <= 0.0 || p.min_token_prob > last) break;
       DraftParams q = p;
-      q.max_spec_tokens = p.max_spec_tokens - static_cast<int>(best.token_ids.size());
+      q.max_spec_tokens = limit - static_cast<int>(best.token_ids.size());
       q.min_token_prob = p.min_token_prob / last;  // the carried product stays >= min
       if (buf.size() > keep) buf.erase(buf.begin(), buf.end() - keep);
       Draft more = draft_once(r, buf.data(), buf.size(), q, adaptive);

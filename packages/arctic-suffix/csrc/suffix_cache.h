@@ -35,9 +35,10 @@ class SuffixCache {
                      size_t n);
   void add_tokens(const std::string& key, const Token* tokens, size_t n);
   // ctx == nullptr: the request's own prompt + output, matched incrementally. extend: a
-  // path draft shorter than max_spec_tokens (its match ran out of continuation, or hit the
-  // factor * match_len cap) goes on from a fresh match of context + draft, its path
-  // probabilities multiplied through and min_token_prob applied to the product.
+  // path draft shorter than its limit, min(max_spec_tokens, 2 * the cap its match earned)
+  // (its match ran out of continuation, or hit the factor * match_len cap), goes on from a
+  // fresh match of context + draft, its path probabilities multiplied through and
+  // min_token_prob applied to the product.
   Draft speculate(const std::string& key, const Token* ctx, size_t n, const DraftParams& p,
                   bool adaptive, bool extend = false);
   void stop_request(const std::string& key);
@@ -94,6 +95,8 @@ class SuffixCache {
   static constexpr size_t kInsertCost = 8;  // work units per inserted token (O(depth) each)
 
   Request& request(const std::string& key);
+  static constexpr int kExtendCapFactor = 2;  // an extended draft: <= 2x the first cap
+  int cap_for(const Request& r, const DraftParams& p, bool adaptive, int match_len) const;
   // One draft (local vs global tree, the higher score wins) from one context; mu_ held.
   Draft draft_once(Request& r, const Token* ctx, size_t n, const DraftParams& p, bool adaptive);
   SuffixTree* global_tree(const std::string& ns) const;

@@ -152,7 +152,8 @@ def test_extend_drafts_past_the_end_of_a_self_repeating_span() -> None:
 def test_extend_is_plain_drafts_from_context_plus_draft(seed: int) -> None:
     """The definition: after the plain draft, plain drafts from a fresh match of context +
     draft so far, path probabilities multiplied through and min_token_prob applied to the
-    product, until max_spec_tokens or no continuation."""
+    product, until no continuation or the limit: min(max_spec_tokens, 2 x the cap the first
+    match earned), here factor 1 so 2 x its match length."""
     rng = random.Random(seed)
     cache = SuffixCache(rng.choice([4, 8, 12]))
     for i in range(rng.randrange(4)):
@@ -162,16 +163,15 @@ def test_extend_is_plain_drafts_from_context_plus_draft(seed: int) -> None:
     k = rng.randrange(1, 16)
     min_prob = rng.choice([0.0, 0.1, 0.4])
     got = cache.speculate("r", max_spec_tokens=k, min_token_prob=min_prob)
-    tokens: list[int] = []
-    probs: list[float] = []
-    while len(tokens) < k:
-        last = probs[-1] if probs else 1.0
-        if min_prob > last:
-            break
+    first = cache.speculate("r", ctx, max_spec_tokens=k, min_token_prob=min_prob, extend=False)
+    limit = min(k, 2 * first.match_len)
+    tokens, probs = list(first.token_ids), list(first.probs)
+    while 0 < len(tokens) < limit and min_prob <= probs[-1]:
+        last = probs[-1]
         d = cache.speculate(
             "r",
             ctx + tokens,
-            max_spec_tokens=k - len(tokens),
+            max_spec_tokens=limit - len(tokens),
             min_token_prob=min_prob / last,
             extend=False,
         )
@@ -181,8 +181,17 @@ def test_extend_is_plain_drafts_from_context_plus_draft(seed: int) -> None:
         probs += [last * p for p in d.probs]
     assert got.token_ids == tokens
     assert got.probs == probs
+    assert got.match_len == first.match_len
     assert all(p >= min_prob for p in got.probs)
     assert got.parents == list(range(-1, len(tokens) - 1))
+
+
+def test_extend_at_most_doubles_the_first_cap() -> None:
+    cache = SuffixCache(16)
+    finish(cache, "seen", [], list(range(100)))
+    cache.start_request("r", [7, 8])  # a 2-token match into a long copy
+    assert cache.speculate("r", max_spec_tokens=32, extend=False).token_ids == [9, 10]
+    assert cache.speculate("r", max_spec_tokens=32).token_ids == [9, 10, 11, 12]
 
 
 def test_tree_draft_parents_form_a_tree() -> None:

@@ -38,8 +38,8 @@ class ArcticOptions:
     suffix_max_spec_offset: float = 0.0
     suffix_min_token_prob: float = 0.1  # stop the draft below this path probability
     suffix_eviction: str = "lru"  # "lru" or "fifo" over the global tree
-    # arctic-suffix's draft extension: a path draft shorter than K goes on from a fresh
-    # match of context + draft (through self-repeating spans, past the factor cap).
+    # arctic-suffix's draft extension: a path draft that stops short goes on from a fresh
+    # match of context + draft (through self-repeating spans), up to 2x its first cap.
     suffix_extend: bool = True
     # arctic-suffix's adaptive draft cap (False: the anchor's factor * match length rule);
     # off by default: with extension on it drafted no further (tools/bench_vllm.py).
