@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from arctic_drafters import MLPSpeculatorConfig, build_speculator
@@ -10,10 +11,12 @@ from arctic_runtime.proposer import ProposeRequest
 from arctic_runtime.suffix_proposer import SuffixProposer
 
 
-def _hybrid() -> HybridProposer:
+def _hybrid(**kw: object) -> HybridProposer:
+    """drafter_cost 0 unless given: the choice by expected length alone, timing-free."""
     torch.manual_seed(0)
     spec = build_speculator(MLPSpeculatorConfig(61, 20, 12)).eval()
-    return HybridProposer(SuffixProposer(max_spec_tokens=8), DrafterProposer(spec))
+    kw.setdefault("drafter_cost", 0.0)
+    return HybridProposer(SuffixProposer(max_spec_tokens=8), DrafterProposer(spec), **kw)  # type: ignore[arg-type]
 
 
 def _req(req_id: str, last: int) -> ProposeRequest:
@@ -70,3 +73,40 @@ def test_suffix_calibration_recovers_from_drafts_it_did_not_send():
         h.record("r", d, 0)
         h.accept_tokens("r", produced)
     assert h.suffix_calibration > 5 * low
+
+
+def test_the_drafter_runs_only_when_its_gain_pays_for_its_time():
+    # One request, no suffix match: the drafter's prior expects e tokens (gain e over a
+    # step of 1 token). It runs iff e > cost * 1.
+    e = _hybrid().drafter.expected_accepted("fresh", 3)
+    assert 0.1 < e < 3
+    for cost, runs in ((0.0, True), (0.9 * e, True), (1.1 * e, False)):
+        h = _hybrid(drafter_cost=cost)
+        h.start_request("fresh", [1, 2, 3, 4])
+        [d] = h.propose([_req("fresh", 4)])
+        assert (d is not None and d.source == DRAFTER) == runs, cost
+        assert h.drafter_skipped == (0 if runs else 1)
+    with pytest.raises(ValueError, match="drafter_cost must be >= 0 or None"):
+        _hybrid(drafter_cost=-0.5)
+
+
+def test_the_drafters_cost_is_measured_against_the_step():
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    h = _hybrid(drafter_cost=None, clock=clock)
+    real = h.drafter.propose
+
+    def slow_drafter(batch):  # type: ignore[no-untyped-def]
+        now[0] += 2.0  # the drafter takes 2 time units
+        return real(batch)
+
+    h.drafter.propose = slow_drafter  # type: ignore[method-assign]
+    h.start_request("fresh", [1, 2, 3, 4])
+    assert h.drafter_cost == 0.0  # nothing measured yet: the drafter gets its chance
+    for _ in range(50):
+        h.propose([_req("fresh", 4)])
+        now[0] += 10.0  # the rest of the step: 10 units
+    assert h.drafter_cost == pytest.approx(0.2, rel=0.05)

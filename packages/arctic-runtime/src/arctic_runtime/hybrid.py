@@ -3,12 +3,17 @@
 Arctic Inference takes the suffix draft when its score >= the model's n_predict, a fixed
 threshold. Here both sides are estimates of the same quantity, the expected number of
 accepted tokens: the suffix cache's score (calibrated by how suffix drafts actually fared)
-and the drafter's running per-position acceptance for this request. The larger one wins.
+and the drafter's running per-position acceptance for this request. The larger one wins,
+but the drafter is run only when what it is expected to add pays for its own time: over
+the requests it would win, sum(E_drafter - E_suffix) > cost * sum over the batch of
+(1 + E_suffix), where cost is the drafter's time relative to one step (tokens per second
+with it, (T + gain) / (1 + cost), must beat T). Suffix drafts cost ~nothing to propose.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from .draft import DRAFTER, SUFFIX, Draft
 from .drafter_proposer import DrafterProposer
@@ -23,10 +28,28 @@ class HybridProposer:
     needs_hidden_states = True
 
     def __init__(
-        self, suffix: SuffixProposer, drafter: DrafterProposer, *, calibration_decay: float = 0.98
+        self,
+        suffix: SuffixProposer,
+        drafter: DrafterProposer,
+        *,
+        calibration_decay: float = 0.98,
+        drafter_cost: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """drafter_cost: the drafter's time relative to one engine step (0: free). None
+        measures it: EWMA of the drafter's wall time over EWMA of the time between
+        consecutive `propose` calls less the drafter's share (clock: injectable for tests)."""
         if not 0.0 < calibration_decay <= 1.0:
             raise ValueError(f"calibration_decay must be in (0, 1], got {calibration_decay}")
+        if drafter_cost is not None and not drafter_cost >= 0.0:
+            raise ValueError(f"drafter_cost must be >= 0 or None (measured), got {drafter_cost}")
+        self._fixed_cost = drafter_cost
+        self._clock = clock
+        self._last_call: float | None = None
+        self._last_drafter_seconds = 0.0
+        self._step_seconds: float | None = None  # EWMA of a step without the drafter
+        self._drafter_seconds: float | None = None  # EWMA of one drafter call
+        self.drafter_skipped = 0  # steps where the drafter would have won but did not pay
         self.suffix = suffix
         self.drafter = drafter
         self.wins: dict[str, int] = {SUFFIX: 0, DRAFTER: 0}
@@ -44,6 +67,30 @@ class HybridProposer:
     @property
     def suffix_calibration(self) -> float:
         return self._suffix_accepted / self._suffix_scored
+
+    @property
+    def drafter_cost(self) -> float:
+        """The drafter's time relative to one step: fixed, or measured (0 until measured)."""
+        if self._fixed_cost is not None:
+            return self._fixed_cost
+        if not self._step_seconds or self._drafter_seconds is None:
+            return 0.0
+        return self._drafter_seconds / self._step_seconds
+
+    @staticmethod
+    def _ewma(old: float | None, sample: float, alpha: float = 0.1) -> float:
+        if old is None:
+            return sample
+        # Idle gaps between requests are not steps: a sample is clipped to 4x the mean.
+        return (1 - alpha) * old + alpha * min(sample, 4 * old)
+
+    def _time_step(self) -> None:
+        now = self._clock()
+        if self._last_call is not None:
+            step = max(0.0, now - self._last_call - self._last_drafter_seconds)
+            self._step_seconds = self._ewma(self._step_seconds, step)
+        self._last_call = now
+        self._last_drafter_seconds = 0.0
 
     def start_request(self, req_id: str, prompt_ids: Sequence[int], namespace: str = "") -> None:
         self.suffix.start_request(req_id, prompt_ids, namespace)
@@ -77,23 +124,34 @@ class HybridProposer:
         self.drafter.stop_request(req_id)
 
     def propose(self, batch: Sequence[ProposeRequest]) -> list[Draft | None]:
+        self._time_step()
         suffix_drafts = self.suffix.propose(batch)
         calibration = self.suffix_calibration
-        out: list[Draft | None] = []
+        out: list[Draft | None] = list(suffix_drafts)
         for_drafter: list[int] = []
+        gain = 0.0  # expected extra accepted tokens if the drafter runs for for_drafter
+        tokens = 0.0  # expected tokens this step without the drafter
         for i, (r, s) in enumerate(zip(batch, suffix_drafts, strict=True)):
             suffix_expected = 0.0 if s is None else s.score * calibration
             drafter_expected = self.drafter.expected_accepted(r.req_id, r.max_tokens)
-            if s is not None and suffix_expected >= drafter_expected:
-                out.append(s)  # raw score kept: record() calibrates against it
-                self.wins[SUFFIX] += 1
-            else:
-                out.append(None)
+            tokens += 1.0 + suffix_expected
+            if s is None or suffix_expected < drafter_expected:
                 for_drafter.append(i)
-                if s is not None:
-                    self._shadow[r.req_id] = s
+                gain += drafter_expected - suffix_expected
+        if for_drafter and gain <= self.drafter_cost * tokens:
+            self.drafter_skipped += 1
+            for_drafter = []
+        for i in for_drafter:
+            s = suffix_drafts[i]
+            out[i] = None
+            if s is not None:
+                self._shadow[batch[i].req_id] = s
+        self.wins[SUFFIX] += sum(1 for i, d in enumerate(out) if d is not None)
         if for_drafter:
+            start = self._clock()
             drafted = self.drafter.propose([batch[i] for i in for_drafter])
+            self._last_drafter_seconds = self._clock() - start
+            self._drafter_seconds = self._ewma(self._drafter_seconds, self._last_drafter_seconds)
             for i, d in zip(for_drafter, drafted, strict=True):
                 out[i] = d
                 if d is not None:
