@@ -19,7 +19,12 @@ pytestmark = pytest.mark.vllm
 
 @pytest.mark.parametrize("method", sorted(ARCTIC_METHODS))
 def test_arctic_method_is_lossless_with_prefix_caching(method, baseline, requests_):
-    with Engine(TINY_MODEL, ARCTIC_METHODS[method], enable_prefix_caching=True) as engine:
+    config = dict(ARCTIC_METHODS[method])
+    if method == "arctic-hybrid":
+        # Both sources exercised: on this CPU the measured drafter cost often keeps the
+        # drafter out (what the benchmark measures); a free drafter runs whenever it wins.
+        config["hybrid_drafter_cost"] = 0.0
+    with Engine(TINY_MODEL, config, enable_prefix_caching=True) as engine:
         results = run_all_batch_sizes(engine, requests_)
         proposer = model_runner(engine).drafter
         sources = dict(proposer.metrics.sources)

@@ -39,6 +39,7 @@ ALIASES = {
     "soft_batch_cap": ("soft_batch_cap", 4),
     "hard_batch_cap": ("hard_batch_cap", 8),
     "backoff_threshold": ("backoff_threshold", 0.25),
+    "hybrid_drafter_cost": ("hybrid_drafter_cost", 0.0),
 }
 
 
@@ -170,6 +171,7 @@ def test_unknown_key_is_an_error_naming_it_and_listing_valid_options():
         ("soft_batch_cap", 0),
         ("hard_batch_cap", False),
         ("backoff_threshold", 2),
+        ("hybrid_drafter_cost", -1.0),
         ("model", 5),  # not a path
     ],
 )

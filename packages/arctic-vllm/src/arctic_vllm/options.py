@@ -52,6 +52,9 @@ class ArcticOptions:
     soft_batch_cap: int | None = None  # above: draft length tapers
     hard_batch_cap: int | None = None  # at and above: no speculation
     backoff_threshold: float = 0.1  # a request accepting less backs off on its own
+    # Hybrid: the drafter's time relative to one step; None measures it online. The drafter
+    # runs only when its expected extra tokens pay for that time.
+    hybrid_drafter_cost: float | None = None
 
 
 # option name -> ArcticOptions field.
@@ -81,11 +84,18 @@ _ALIASES: dict[str, str] = {
     "soft_batch_cap": "soft_batch_cap",
     "hard_batch_cap": "hard_batch_cap",
     "backoff_threshold": "backoff_threshold",
+    "hybrid_drafter_cost": "hybrid_drafter_cost",
 }
 # Keys of the user's dict that stay with vLLM (fields of its SpeculativeConfig).
 _VLLM_PASSTHROUGH = ("enforce_eager", "max_model_len", "disable_padded_drafter_batch")
 # Options that only a drafter reads: an error with method "suffix".
-_DRAFTER_FIELDS = ("drafter_path", "enable_suffix_decoding", "drafter_fp8", "drafter_cuda_graph")
+_DRAFTER_FIELDS = (
+    "drafter_path",
+    "enable_suffix_decoding",
+    "drafter_fp8",
+    "drafter_cuda_graph",
+    "hybrid_drafter_cost",
+)
 
 
 def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> None:
@@ -186,6 +196,8 @@ def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]
     for f in ("suffix_min_token_prob", "backoff_threshold"):
         if f in fields:
             _check_float(name[f], fields[f], 0.0, 1.0)
+    if fields.get("hybrid_drafter_cost") is not None:
+        _check_float(name["hybrid_drafter_cost"], fields["hybrid_drafter_cost"], 0.0)
     if fields.get("suffix_eviction", "lru") not in ("lru", "fifo"):
         raise ArcticConfigError(
             f"speculative_config[{name['suffix_eviction']!r}] must be 'lru' or 'fifo', got "

@@ -140,7 +140,9 @@ class ArcticProposer:
         self.drafter = DrafterProposer(speculator, n, draft_runner=runner)
         self.draft_mode = type(runner).__name__ if runner is not None else "eager"
         if self.suffix is not None:
-            self.proposer = HybridProposer(self.suffix, self.drafter)
+            self.proposer = HybridProposer(
+                self.suffix, self.drafter, drafter_cost=self.options.hybrid_drafter_cost
+            )
         else:
             self.proposer = self.drafter
         logger.info(
