@@ -100,16 +100,10 @@ def write_fp8_layers(drafter_dir: Path, shards, states, args) -> None:
     from arctic_drafters.cli import quantize
 
     drafter = load_drafter(drafter_dir, dtype=torch.bfloat16)
-    options = argparse.Namespace(
-        drafter=str(drafter_dir),
-        positions=args.fp8_positions,
-        seed=args.seed,
-        activation_scheme="none",
-        logits_dtype="float32",
-        include_projections=False,
-        out=None,
+    summary = quantize(
+        drafter, shards, states, drafter_dir, positions=args.fp8_positions, seed=args.seed
     )
-    print(json.dumps(quantize(options, drafter, shards, states), indent=2))
+    print(json.dumps(summary, indent=2))
 
 
 @torch.no_grad()

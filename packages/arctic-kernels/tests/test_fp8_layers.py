@@ -189,5 +189,10 @@ def test_from_fp8_checks_what_it_is_given() -> None:
         Fp8Linear(q, weight_scale=ones)
     layer = Fp8Linear.from_fp8(q, ones.reshape(8, 1), out_dtype=torch.bfloat16, rounding="gptq")
     assert layer.rounding == "gptq" and layer.weight_scale.shape == (1, 8)
-    shard = Fp8Linear.from_fp8(q[2:6], ones[2:6], out_dtype=torch.float32)
+    shard = layer.rows(2, 6)
     assert shard.weight_fp8.untyped_storage().nbytes() == 4 * 16  # not the whole layer's
+    assert (shard.rounding, shard.out_dtype, shard.weight_scale.shape) == (
+        "gptq",
+        torch.bfloat16,
+        (1, 4),
+    )

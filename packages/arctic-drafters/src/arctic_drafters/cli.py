@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,25 +96,38 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def quantize(
-    args: argparse.Namespace, drafter: Speculator, data: Any, states: Any
+    drafter: Speculator,
+    data: Any,
+    states: Any,
+    drafter_dir: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    positions: int = 8192,
+    seed: int = 0,
+    activation_scheme: str = "none",
+    float32_logits: bool = True,
+    include_projections: bool = False,
 ) -> dict[str, Any]:
-    """GPTQ-round the drafter's heads (and projections) on calibration positions of `data`
-    and save them with arctic_kernels.save_fp8_layers; returns a summary."""
+    """GPTQ-round the drafter's heads (and projections) on `positions` random calibration
+    positions of `data` (its target's hidden `states`) and save them with
+    arctic_kernels.save_fp8_layers to `out` (default: fp8_layers.safetensors in
+    `drafter_dir`, where arctic-vllm's drafter_fp8 looks); returns a summary."""
     try:
         import arctic_kernels as ak
+        from arctic_kernels.quantize_drafter import PROJECTION_PATTERNS
     except ImportError as exc:
         raise SystemExit(
             "arctic-train quantize needs arctic-kernels: pip install 'arctic-drafters[fp8]'"
         ) from exc
-    if args.positions < 1:
-        raise SystemExit(f"--positions must be >= 1, got {args.positions}")
+    if positions < 1:
+        raise ValueError(f"positions must be >= 1, got {positions}")
     n = drafter.config.n_predict
     tokens = data.tokens
     t = torch.arange(data.prompt_len - 1, tokens.shape[1] - 1)  # a state and its next token
     seq = torch.arange(tokens.shape[0]).repeat_interleave(t.numel())
     pos = t.repeat(tokens.shape[0])
-    pick = torch.randperm(len(seq), generator=torch.Generator().manual_seed(args.seed))
-    pick = pick[: args.positions]
+    pick = torch.randperm(len(seq), generator=torch.Generator().manual_seed(seed))
+    pick = pick[:positions]
     seq, pos = seq[pick], pos[pick]
     dtype = next(drafter.parameters()).dtype
     hidden, last = states.hidden[seq, pos].to(dtype), tokens[seq, pos + 1]
@@ -125,22 +139,22 @@ def quantize(
     # Projections first (then the heads calibrate on the quantized projections' outputs, as
     # served); only the heads get float32 outputs.
     replaced: list[str] = []
-    if args.include_projections:
+    if include_projections:
         projections = ak.quantize_drafter(
             drafter,
-            patterns=("*proj*",),
-            activation_scheme=args.activation_scheme,
+            patterns=PROJECTION_PATTERNS,
+            activation_scheme=activation_scheme,  # type: ignore[arg-type]
             calibration=calibrate,
         )
         replaced += projections.replaced
     report = ak.quantize_drafter(
         drafter,
-        activation_scheme=args.activation_scheme,
+        activation_scheme=activation_scheme,  # type: ignore[arg-type]
         calibration=calibrate,
-        out_dtype=torch.float32 if args.logits_dtype == "float32" else None,
+        out_dtype=torch.float32 if float32_logits else None,
     )
     replaced += report.replaced
-    path = ak.save_fp8_layers(drafter, args.out or Path(args.drafter) / ak.FP8_LAYERS_FILE)
+    path = ak.save_fp8_layers(drafter, out or Path(drafter_dir) / ak.FP8_LAYERS_FILE)
     return {
         "file": str(path),
         "layers": replaced,
@@ -215,7 +229,19 @@ def main(argv: list[str] | None = None) -> int:
     data = read_shards(args.data)
     if args.command == "quantize":
         states = hidden_states_for(args.target, data, args.cache, model)
-        print(json.dumps(quantize(args, drafter, data, states), indent=2))
+        summary = quantize(
+            drafter,
+            data,
+            states,
+            args.drafter,
+            out=args.out,
+            positions=args.positions,
+            seed=args.seed,
+            activation_scheme=args.activation_scheme,
+            float32_logits=args.logits_dtype == "float32",
+            include_projections=args.include_projections,
+        )
+        print(json.dumps(summary, indent=2))
         return 0
     if args.command == "train":
         torch.manual_seed(args.seed)

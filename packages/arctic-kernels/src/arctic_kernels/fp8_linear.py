@@ -194,6 +194,20 @@ class Fp8Linear(torch.nn.Module):
         layer.rounding = rounding
         return layer
 
+    def rows(self, start: int, stop: int) -> Fp8Linear:
+        """The layer of output rows [start, stop) (a vocab shard): same schemes, the stored
+        e4m3 values and per-row scales as they are, nothing rounded again."""
+        return Fp8Linear.from_fp8(
+            self.weight_fp8[start:stop],
+            self.weight_scale[0, start:stop],
+            None if self.bias is None else self.bias[start:stop],
+            out_dtype=self.out_dtype,
+            rounding=self.rounding,
+            weight_scheme=self.weight_scheme,
+            activation_scheme=self.activation_scheme,
+            check_finite=self.check_finite,
+        )
+
     def weight_bytes(self) -> int:
         """Bytes held by the quantized weight and its scales (the bias excluded)."""
         return sum(t.numel() * t.element_size() for t in (self.weight_fp8, self.weight_scale))

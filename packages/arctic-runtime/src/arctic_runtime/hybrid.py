@@ -146,7 +146,7 @@ class HybridProposer:
             out[i] = None
             if s is not None:
                 self._shadow[batch[i].req_id] = s
-        self.wins[SUFFIX] += sum(1 for i, d in enumerate(out) if d is not None)
+        self.wins[SUFFIX] += sum(d is not None for d in out)
         if for_drafter:
             start = self._clock()
             drafted = self.drafter.propose([batch[i] for i in for_drafter])

@@ -44,20 +44,8 @@ class VocabParallelDraftRunner:
         heads: list[torch.nn.Module] = []
         for head in speculator.head:
             if isinstance(head, Fp8Linear):
-                # Already FP8 (e.g. GPTQ layers loaded from a file): per-row scales shard
-                # with their rows, nothing is rounded again.
-                heads.append(
-                    Fp8Linear.from_fp8(
-                        head.weight_fp8[start:stop],
-                        head.weight_scale[0, start:stop],
-                        None if head.bias is None else head.bias[start:stop],
-                        out_dtype=head.out_dtype,
-                        rounding=head.rounding,
-                        weight_scheme=head.weight_scheme,
-                        activation_scheme=head.activation_scheme,
-                        check_finite=head.check_finite,
-                    )
-                )
+                # Already FP8 (e.g. GPTQ layers loaded from a file): sharded as stored.
+                heads.append(head.rows(start, stop))
                 continue
             if not isinstance(head, torch.nn.Linear):
                 raise TypeError(

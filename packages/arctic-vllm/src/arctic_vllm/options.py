@@ -88,6 +88,13 @@ _ALIASES: dict[str, str] = {
 }
 # Keys of the user's dict that stay with vLLM (fields of its SpeculativeConfig).
 _VLLM_PASSTHROUGH = ("enforce_eager", "max_model_len", "disable_padded_drafter_batch")
+_BOOL_FIELDS = (
+    "enable_suffix_decoding",
+    "drafter_fp8",
+    "drafter_cuda_graph",
+    "suffix_adaptive",
+    "suffix_extend",
+)
 # Options that only a drafter reads: an error with method "suffix".
 _DRAFTER_FIELDS = (
     "drafter_path",
@@ -178,8 +185,7 @@ def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]
         _check_int("num_speculative_tokens", k, 1)
     fields["num_speculative_tokens"] = k
 
-    bools = ("enable_suffix_decoding", "drafter_fp8", "drafter_cuda_graph", "suffix_adaptive")
-    for f in (*bools, "suffix_extend"):
+    for f in _BOOL_FIELDS:
         if f in fields:
             _check_bool(name[f], fields[f])
     if "suffix_max_depth" in fields:

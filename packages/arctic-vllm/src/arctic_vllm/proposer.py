@@ -307,19 +307,20 @@ class ArcticProposer:
         if self.proposer is not None:
             self.proposer.stop_request(req_id)
 
+    @staticmethod
+    def _sampling_params(runner: Any, req_id: str) -> Any:
+        return getattr(runner.requests.get(req_id), "sampling_params", None)
+
     def _output_left(self, runner: Any, index: int, req_id: str, num_tokens: int) -> int | None:
         """Tokens the request may still generate (None: no max_tokens to go by)."""
-        state = runner.requests.get(req_id)
-        max_tokens = getattr(getattr(state, "sampling_params", None), "max_tokens", None)
+        max_tokens = getattr(self._sampling_params(runner, req_id), "max_tokens", None)
         if max_tokens is None:
             return None
         generated = num_tokens - int(runner.input_batch.num_prompt_tokens[index])
         return int(max_tokens) - generated
 
     def _extra_args(self, runner: Any, req_id: str) -> dict[str, Any]:
-        state = runner.requests.get(req_id)
-        params = getattr(state, "sampling_params", None)
-        extra = getattr(params, "extra_args", None)
+        extra = getattr(self._sampling_params(runner, req_id), "extra_args", None)
         return extra if isinstance(extra, dict) else {}
 
     def _configure(self, runner: Any, req_id: str) -> None:
