@@ -1,5 +1,5 @@
-"""DraftLoop: static buffers and padding give the drafter's own greedy drafts, eagerly, under
-torch.compile, FP8-quantized, and (on a GPU) as replayed CUDA graphs."""
+"""DraftLoop: static buffers and padding give the drafter's own greedy drafts, eagerly,
+compiled (torch.compile on the CPU), FP8-quantized, and (on a GPU) as replayed CUDA graphs."""
 
 from __future__ import annotations
 
@@ -117,6 +117,56 @@ def test_loop_body_compiles_without_graph_breaks() -> None:
     torch._dynamo.reset()
 
 
+@pytest.mark.slow
+def test_compiled_loop_equals_propose_and_compiles_once_for_all_sizes() -> None:
+    """Inductor's C++ code for the CPU (~15 s cold). Batch 1 and one dynamic-shape program
+    for every size >= 2, compiled at capture(); a second loop over another speculator of
+    the same architecture reuses them (its weights are the program's inputs, not constants)."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    for kind in sorted(CONFIGS):
+        spec = _speculator(kind)
+        loop = DraftLoop(spec, num_tokens=3, max_batch_size=8, compile=True)
+        assert loop.mode == "compiled" and loop.captured_sizes == ()
+        loop.capture()
+        assert loop.captured_sizes == (1, 2, 4, 8)
+        for batch in (1, 2, 3, 8):
+            hidden, tokens = _inputs(batch, seed=30 + batch)
+            assert torch.equal(loop.run(hidden, tokens), spec.propose(hidden, tokens, 3))
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs == 4, counters["stats"]  # (batch 1, batch >= 2) x (MLP, LSTM)
+    torch.manual_seed(7)
+    other = build_speculator(CONFIGS["lstm"]).eval()  # same architecture, other weights
+    again = DraftLoop(other, num_tokens=3, max_batch_size=8, compile=True)
+    again.capture()
+    hidden, tokens = _inputs(5, seed=40)
+    assert torch.equal(again.run(hidden, tokens), other.propose(hidden, tokens, 3))
+    assert counters["stats"]["unique_graphs"] == graphs
+    torch._dynamo.reset()
+
+
+def test_a_failed_compile_falls_back_to_eager_with_the_same_drafts(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> object:
+        def fail(*a: object, **k: object) -> object:
+            raise RuntimeError("no C++ compiler")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    spec = _speculator("mlp")
+    loop = DraftLoop(spec, num_tokens=2, max_batch_size=4, compile=True)
+    with caplog.at_level("WARNING", logger="arctic_runtime"):
+        loop.capture()
+    assert loop.mode == "eager" and loop.captured_sizes == ()
+    assert "compiling the draft loop failed (RuntimeError: no C++ compiler)" in caplog.text
+    hidden, tokens = _inputs(3, seed=8)
+    assert torch.equal(loop.run(hidden, tokens), spec.propose(hidden, tokens, 2))
+
+
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
 def test_fp8_quantized_speculator_eager_equals_propose(kind: str) -> None:
     spec = _speculator(kind)
@@ -148,8 +198,10 @@ def test_bad_arguments_are_rejected() -> None:
         loop.run(hidden[:3], tokens[:2])
     with pytest.raises(ValueError, match="no rows"):
         loop.run(hidden[:0], tokens[:0])
-    with pytest.raises(RuntimeError, match="use_cuda_graph=True"):
+    with pytest.raises(RuntimeError, match="use_cuda_graph=True or compile=True"):
         loop.capture()
+    with pytest.raises(ValueError, match="exclude each other"):
+        DraftLoop(spec, num_tokens=2, use_cuda_graph=True, compile=True)
 
 
 @pytest.mark.gpu

@@ -36,6 +36,7 @@ ALIASES = {
     "suffix_decoding_namespace": ("suffix_namespace_source", "request"),
     "drafter_fp8": ("drafter_fp8", True),
     "drafter_cuda_graph": ("drafter_cuda_graph", False),
+    "drafter_compile": ("drafter_compile", False),
     "soft_batch_cap": ("soft_batch_cap", 4),
     "hard_batch_cap": ("hard_batch_cap", 8),
     "backoff_threshold": ("backoff_threshold", 0.25),
@@ -168,6 +169,7 @@ def test_unknown_key_is_an_error_naming_it_and_listing_valid_options():
         ("enable_suffix_decoding", 1),
         ("drafter_fp8", "yes"),
         ("drafter_cuda_graph", None),
+        ("drafter_compile", "yes"),
         ("soft_batch_cap", 0),
         ("hard_batch_cap", False),
         ("backoff_threshold", 2),
@@ -197,6 +199,7 @@ def test_hard_cap_below_soft_cap_is_an_error_naming_both():
         ("enable_suffix_decoding", True),
         ("drafter_fp8", True),
         ("drafter_cuda_graph", False),
+        ("drafter_compile", False),
     ],
 )
 def test_method_suffix_with_a_drafter_key_is_an_error(key, value):

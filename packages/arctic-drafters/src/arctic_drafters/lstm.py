@@ -67,9 +67,12 @@ class LSTMSpeculator(Speculator):
         j = tied_index(head, tie)
         d = self.config.inner_dim
         z = self.emb[j](tokens)  # (B, D) or (B, 4D)
+        x = self.proj[tied_proj_index(head, tie)](state)  # (B, 4D)
         if self.config.tie_lstm_embs:
-            z = z.repeat(1, 4)  # the same token signal enters every gate
-        x = self.proj[tied_proj_index(head, tie)](state) + self.config.emb_scale * z  # (B, 4D)
+            # The same token signal enters every gate: broadcast over the 4 gate blocks.
+            z = z.unsqueeze(1)  # (B, 1, D)
+            x = x.view(-1, 4, d)  # (B, 4, D)
+        x = torch.add(x, z, alpha=self.config.emb_scale).view(-1, 4 * d)  # (B, 4D)
         gates = torch.sigmoid(x[:, : 3 * d])
         forget, inp, out = gates[:, :d], gates[:, d : 2 * d], gates[:, 2 * d :]
         candidate = F.gelu(self.cell_ln[j](x[:, 3 * d :]))

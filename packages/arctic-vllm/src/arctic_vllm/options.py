@@ -48,6 +48,9 @@ class ArcticOptions:
     # Drafter.
     drafter_fp8: bool = False  # FP8 (e4m3) LM heads (arctic-kernels)
     drafter_cuda_graph: bool = True  # capture the draft loop per padded batch size on CUDA
+    # Without CUDA graphs (the CPU): torch.compile the draft loop at start-up (seconds, once
+    # per process); measured here 1.8x faster drafts. Falls back to eager if it fails.
+    drafter_compile: bool = True
     # Throttling (arctic-runtime SpeculationPolicy).
     soft_batch_cap: int | None = None  # above: draft length tapers
     hard_batch_cap: int | None = None  # at and above: no speculation
@@ -81,6 +84,7 @@ _ALIASES: dict[str, str] = {
     "suffix_decoding_namespace": "suffix_namespace_source",
     "drafter_fp8": "drafter_fp8",
     "drafter_cuda_graph": "drafter_cuda_graph",
+    "drafter_compile": "drafter_compile",
     "soft_batch_cap": "soft_batch_cap",
     "hard_batch_cap": "hard_batch_cap",
     "backoff_threshold": "backoff_threshold",
@@ -92,6 +96,7 @@ _BOOL_FIELDS = (
     "enable_suffix_decoding",
     "drafter_fp8",
     "drafter_cuda_graph",
+    "drafter_compile",
     "suffix_adaptive",
     "suffix_extend",
 )
@@ -101,6 +106,7 @@ _DRAFTER_FIELDS = (
     "enable_suffix_decoding",
     "drafter_fp8",
     "drafter_cuda_graph",
+    "drafter_compile",
     "hybrid_drafter_cost",
 )
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from arctic_runtime.draft import DRAFTER, Draft
+from arctic_runtime.draft_loop import DraftLoop
 from arctic_runtime.drafter_proposer import DrafterProposer
 from arctic_runtime.hybrid import HybridProposer
 from arctic_runtime.policy import SpeculationPolicy
@@ -131,14 +132,21 @@ class ArcticProposer:
                 if isinstance(module, Fp8Linear):
                     # NaN/Inf checks sync with the host: not allowed inside a CUDA graph.
                     module.check_finite = False
-        if runner is None and param.device.type == "cuda" and self.options.drafter_cuda_graph:
-            from arctic_runtime.draft_loop import DraftLoop
-
-            loop = DraftLoop(speculator, n, max_batch_size=self.max_num_seqs)
+        graphs = param.device.type == "cuda" and self.options.drafter_cuda_graph
+        if runner is None and (graphs or self.options.drafter_compile):
+            # CUDA graphs where they exist; elsewhere the loop compiled by torch.compile
+            # (both at start-up, never on a serving step).
+            loop = DraftLoop(speculator, n, max_batch_size=self.max_num_seqs, compile=not graphs)
             loop.capture()
             runner = loop
         self.drafter = DrafterProposer(speculator, n, draft_runner=runner)
-        self.draft_mode = type(runner).__name__ if runner is not None else "eager"
+        self.draft_mode = (
+            "eager"
+            if runner is None
+            else runner.mode
+            if isinstance(runner, DraftLoop)
+            else type(runner).__name__
+        )
         if self.suffix is not None:
             self.proposer = HybridProposer(
                 self.suffix, self.drafter, drafter_cost=self.options.hybrid_drafter_cost
