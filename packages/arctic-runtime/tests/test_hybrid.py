@@ -88,6 +88,47 @@ def test_the_drafter_runs_only_when_its_gain_pays_for_its_time():
         assert h.drafter_skipped == (0 if runs else 1)
     with pytest.raises(ValueError, match="drafter_cost must be >= 0 or None"):
         _hybrid(drafter_cost=-0.5)
+    with pytest.raises(ValueError, match="probe_every must be an int >= 1, got 0"):
+        _hybrid(probe_every=0)
+
+
+def test_a_skipped_drafter_is_probed_every_probe_every_steps():
+    """Its estimates only move when it runs: a drafter that never pays is still run once
+    per probe_every skipped steps, so a wrong estimate cannot keep it out for good."""
+    e = _hybrid().drafter.expected_accepted("fresh", 3)
+    h = _hybrid(drafter_cost=1.1 * e, probe_every=4)
+    h.start_request("fresh", [1, 2, 3, 4])
+    sources = []
+    for _ in range(12):
+        [d] = h.propose([_req("fresh", 4)])
+        sources.append(None if d is None else d.source)
+    assert sources == [None, None, None, DRAFTER] * 3
+    assert (h.drafter_skipped, h.drafter_probes) == (12, 3)
+
+
+def test_one_slow_drafter_call_does_not_set_its_cost():
+    """The cost is the median of the last calls: a first call that took 100 steps (a lazy
+    initialisation, say) is outvoted by the next two (probes: it is skipped in between)."""
+    now = [0.0]
+    h = _hybrid(drafter_cost=None, clock=lambda: now[0], probe_every=2)
+    real = h.drafter.propose
+    durations = iter([1000.0] + [2.0] * 10)
+
+    def drafter(batch):  # type: ignore[no-untyped-def]
+        now[0] += next(durations)
+        return real(batch)
+
+    h.drafter.propose = drafter  # type: ignore[method-assign]
+    h.start_request("fresh", [1, 2, 3, 4])
+    costs = []
+    for _ in range(6):
+        h.propose([_req("fresh", 4)])
+        now[0] += 10.0
+        costs.append(h.drafter_cost)
+    assert costs[0] == 0.0  # no step measured yet
+    assert costs[1] > 10  # the slow call, alone
+    assert costs[-1] == pytest.approx(0.2)
+    assert h.drafter_probes == 2
 
 
 def test_the_drafters_cost_is_measured_against_the_step():

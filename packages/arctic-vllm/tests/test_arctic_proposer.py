@@ -123,8 +123,11 @@ def test_fp8_heads_come_from_the_saved_gptq_layers_when_the_drafter_has_them(
         )
         save_fp8_layers(offline, drafter_dir / FP8_LAYERS_FILE)
     proposer = ArcticProposer(
-        engine_config({"method": "arctic", "model": str(drafter_dir), "drafter_fp8": True})
-    )
+        engine_config(
+            {"method": "arctic", "model": str(drafter_dir), "drafter_fp8": True,
+             "drafter_compile": False}
+        )
+    )  # fmt: skip
     target = torch.nn.Linear(2, 2).to(torch.float32)  # what load_model reads: dtype, device
     proposer.load_model(target)
     heads = [m for m in proposer.drafter.speculator.modules() if isinstance(m, Fp8Linear)]
@@ -133,3 +136,36 @@ def test_fp8_heads_come_from_the_saved_gptq_layers_when_the_drafter_has_them(
     assert {(h.rounding, h.activation_scheme, h.out_dtype) for h in heads} == {want}
     line = next(r.getMessage() for r in arctic_log.records if "arctic: drafter" in r.getMessage())
     assert (FP8_LAYERS_FILE in line) == saved and ("round-to-nearest" in line) == (not saved)
+
+
+@pytest.mark.parametrize(("int8", "compile"), [(None, True), (False, False)])
+def test_cpu_drafters_get_int8_weights_and_a_compiled_loop_by_default(
+    engine_config, lstm_drafter, arctic_log, int8, compile
+):
+    """On the CPU the defaults are int8 heads + projections (the fused kernel) and a
+    compiled draft loop; both can be switched off. Drafts stay close to the drafter's own."""
+    import torch
+
+    from arctic_kernels import Int8Linear
+    from arctic_runtime.proposer import ProposeRequest
+
+    config = {"method": "arctic", "model": str(lstm_drafter)}
+    if int8 is not None:
+        config["drafter_int8"] = int8
+    config["drafter_compile"] = compile
+    proposer = ArcticProposer(engine_config(config))
+    proposer.load_model(torch.nn.Linear(2, 2))  # what load_model reads: dtype, device
+    spec = proposer.drafter.speculator
+    quantized = sorted(n for n, m in spec.named_modules() if isinstance(m, Int8Linear))
+    assert quantized == ([] if int8 is False else ["head.0", "proj.0", "proj.1"])
+    assert proposer.draft_mode == ("compiled" if compile else "eager")
+    line = next(r.getMessage() for r in arctic_log.records if "arctic: drafter" in r.getMessage())
+    assert ("int8 weights (3 layers" in line) == (int8 is None), line
+    assert f"draft loop {proposer.draft_mode}" in line
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(8, spec.config.hidden_size, generator=g)
+    reqs = [ProposeRequest(f"r{i}", 3, i + 5, hidden[i]) for i in range(8)]
+    for r in reqs:
+        proposer.drafter.start_request(r.req_id, [1, 2, 3])
+    drafts = proposer.drafter.propose(reqs)
+    assert all(d is not None and len(d) == 3 for d in drafts)

@@ -37,6 +37,7 @@ ALIASES = {
     "drafter_fp8": ("drafter_fp8", True),
     "drafter_cuda_graph": ("drafter_cuda_graph", False),
     "drafter_compile": ("drafter_compile", False),
+    "drafter_int8": ("drafter_int8", False),
     "soft_batch_cap": ("soft_batch_cap", 4),
     "hard_batch_cap": ("hard_batch_cap", 8),
     "backoff_threshold": ("backoff_threshold", 0.25),
@@ -170,6 +171,7 @@ def test_unknown_key_is_an_error_naming_it_and_listing_valid_options():
         ("drafter_fp8", "yes"),
         ("drafter_cuda_graph", None),
         ("drafter_compile", "yes"),
+        ("drafter_int8", 1),
         ("soft_batch_cap", 0),
         ("hard_batch_cap", False),
         ("backoff_threshold", 2),
@@ -183,6 +185,13 @@ def test_bad_value_is_an_error_naming_key_and_value(key, value):
     message = str(err.value)
     assert repr(key) in message, message
     assert repr(value) in message, message
+
+
+def test_int8_and_fp8_drafters_exclude_each_other():
+    with pytest.raises(ArcticConfigError, match=r"'drafter_int8'.*'drafter_fp8'.*exclude"):
+        parse_options({**ARCTIC, "drafter_int8": True, "drafter_fp8": True})
+    options, _ = parse_options({**ARCTIC, "drafter_fp8": True})
+    assert options.drafter_int8 is None  # auto: the FP8 layers win
 
 
 def test_hard_cap_below_soft_cap_is_an_error_naming_both():
@@ -200,6 +209,7 @@ def test_hard_cap_below_soft_cap_is_an_error_naming_both():
         ("drafter_fp8", True),
         ("drafter_cuda_graph", False),
         ("drafter_compile", False),
+        ("drafter_int8", True),
     ],
 )
 def test_method_suffix_with_a_drafter_key_is_an_error(key, value):

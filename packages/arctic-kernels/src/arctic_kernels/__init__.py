@@ -1,4 +1,5 @@
-"""FP8 draft heads, tensor-parallel top-k and fused kernels for speculative decoding.
+"""FP8 draft heads (int8 for the CPU), tensor-parallel top-k and fused kernels for
+speculative decoding.
 
 Every fused kernel sits beside a plain-torch reference; dispatch picks Triton on CUDA when
 triton imports and the reference elsewhere, and `selected_backend(op)` says which ran.
@@ -21,12 +22,22 @@ from arctic_kernels.fp8 import (
 from arctic_kernels.fp8_layers import FP8_LAYERS_FILE, load_fp8_layers, save_fp8_layers
 from arctic_kernels.fp8_linear import Fp8Linear
 from arctic_kernels.gptq import HessianAccumulator, quantize_gptq
+from arctic_kernels.int8_linear import (
+    INT8_MAX,
+    Int8Linear,
+    int8_linear_reference,
+    quantize_int8_per_channel,
+)
 from arctic_kernels.layernorm import (
     SpeculatorLayerNorm,
     speculator_layer_norm,
     speculator_layer_norm_reference,
 )
-from arctic_kernels.quantize_drafter import QuantizationReport, quantize_drafter
+from arctic_kernels.quantize_drafter import (
+    QuantizationReport,
+    quantize_drafter,
+    quantize_drafter_int8,
+)
 from arctic_kernels.sharded_topk import (
     pack_value_index,
     sharded_topk,
@@ -42,10 +53,12 @@ __all__ = [
     "FP8_DTYPE",
     "FP8_LAYERS_FILE",
     "FP8_MAX",
+    "INT8_MAX",
     "MIN_SCALE",
     "BackendUnavailableError",
     "Fp8Linear",
     "HessianAccumulator",
+    "Int8Linear",
     "NonFiniteInputError",
     "QuantizationReport",
     "ShardingError",
@@ -53,10 +66,13 @@ __all__ = [
     "TopkBytes",
     "__version__",
     "dequantize",
+    "int8_linear_reference",
     "load_fp8_layers",
     "pack_value_index",
     "quantize_drafter",
+    "quantize_drafter_int8",
     "quantize_gptq",
+    "quantize_int8_per_channel",
     "quantize_per_channel",
     "quantize_per_tensor",
     "quantize_per_token",

@@ -1,4 +1,5 @@
-"""Turn a draft model's LM heads (and optionally its projections) into `Fp8Linear`.
+"""Turn a draft model's LM heads (and optionally its projections) into `Fp8Linear` (or,
+for CPU serving, `Int8Linear`: `quantize_drafter_int8`).
 
 Generic over the drafter class: every nn.Linear child whose qualified name matches a pattern
 (or a predicate) is replaced in place. A Linear shared by several parents (tied heads) is
@@ -16,13 +17,14 @@ nearest: 96.3-99.2 %) at -0.2 % acceptance length. README "Measured" has the num
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from arctic_kernels.fp8_linear import ActivationScheme, Fp8Linear, WeightScheme
 from arctic_kernels.gptq import DEFAULT_DAMP, HessianAccumulator
+from arctic_kernels.int8_linear import Int8Linear
 
 # fnmatch patterns on qualified names such as "head.0" or "lm_head".
 HEAD_PATTERNS: tuple[str, ...] = ("*head*",)
@@ -35,7 +37,7 @@ class QuantizationReport:
 
     replaced: list[str] = field(default_factory=list)
     bytes_before: int = 0  # weights as they were (bias excluded)
-    bytes_after: int = 0  # FP8 weights + scales
+    bytes_after: int = 0  # quantized weights + scales
     activation_scheme: ActivationScheme = "per_token"  # "none": weight-only
     matmul_backends: dict[str, str] = field(default_factory=dict)
     rounding: str = "nearest"  # "gptq" when calibrated
@@ -72,30 +74,7 @@ def quantize_drafter(
     unquantized, or when calibration sends no input through a selected layer. On any error
     the module is left as it was.
     """
-    if patterns is None:
-        patterns = HEAD_PATTERNS + (PROJECTION_PATTERNS if include_projections else ())
-
-    def selected(name: str, linear: torch.nn.Linear) -> bool:
-        if predicate is not None:
-            return predicate(name, linear)
-        return any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-    # Collect every (parent, attribute) slot first, duplicates included, then mutate.
-    slots: list[tuple[torch.nn.Module, str, str, torch.nn.Linear]] = []
-    for parent_name, parent in module.named_modules(remove_duplicate=False):
-        # _modules, not named_children(): the latter skips a Linear seen twice in one parent.
-        for attr, child in parent._modules.items():
-            name = f"{parent_name}.{attr}" if parent_name else attr
-            if type(child) is torch.nn.Linear and selected(name, child):
-                slots.append((parent, attr, name, child))
-    if not slots:
-        raise ValueError(
-            f"quantize_drafter found no nn.Linear matching {list(patterns)} in "
-            f"{type(module).__name__}; pass patterns= or predicate="
-        )
-    unique: dict[int, tuple[str, torch.nn.Linear]] = {}
-    for _, _, name, linear in slots:
-        unique.setdefault(id(linear), (name, linear))
+    slots, unique = _linear_slots(module, include_projections, patterns, predicate)
     hessians = _calibrate(module, unique, calibration) if calibration is not None else {}
     report = QuantizationReport(
         activation_scheme=activation_scheme, rounding="gptq" if calibration else "nearest"
@@ -117,11 +96,83 @@ def quantize_drafter(
         report.bytes_after += fp8.weight_bytes()
         if rows:
             report.calibration_rows[name] = rows
+    _replace(slots, converted, report)
+    return report
+
+
+def quantize_drafter_int8(
+    module: torch.nn.Module,
+    include_projections: bool = True,
+    *,
+    patterns: Sequence[str] | None = None,
+    predicate: Callable[[str, torch.nn.Linear], bool] | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> QuantizationReport:
+    """Replace matching nn.Linear children of `module` with `Int8Linear`, in place.
+
+    int8 weight-only, per-row scales, rounded to nearest: for drafters served on the CPU,
+    where `Int8Linear` runs the fused int8 GEMM kernel (see `arctic_kernels.int8_linear`).
+    Heads and, by default, projections (every weight the draft step streams). patterns,
+    predicate, out_dtype: as `quantize_drafter`. On any error the module is left as it was.
+    """
+    slots, unique = _linear_slots(module, include_projections, patterns, predicate)
+    report = QuantizationReport(activation_scheme="none", rounding="nearest")
+    converted: dict[int, Int8Linear] = {}
+    for key, (_, linear) in unique.items():
+        converted[key] = Int8Linear.from_linear(linear, out_dtype=out_dtype)
+        report.bytes_before += linear.weight.numel() * linear.weight.element_size()
+        report.bytes_after += converted[key].weight_bytes()
+    _replace(slots, converted, report)
+    return report
+
+
+_Slot = tuple[torch.nn.Module, str, str, torch.nn.Linear]
+
+
+def _linear_slots(
+    module: torch.nn.Module,
+    include_projections: bool,
+    patterns: Sequence[str] | None,
+    predicate: Callable[[str, torch.nn.Linear], bool] | None,
+) -> tuple[list[_Slot], dict[int, tuple[str, torch.nn.Linear]]]:
+    """Every (parent, attribute, name, Linear) slot selected, duplicates included, and the
+    distinct Linears by id (a tied head is one Linear in several slots)."""
+    if patterns is None:
+        patterns = HEAD_PATTERNS + (PROJECTION_PATTERNS if include_projections else ())
+
+    def selected(name: str, linear: torch.nn.Linear) -> bool:
+        if predicate is not None:
+            return predicate(name, linear)
+        return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+    # Collect every (parent, attribute) slot first, duplicates included, then mutate.
+    slots: list[_Slot] = []
+    for parent_name, parent in module.named_modules(remove_duplicate=False):
+        # _modules, not named_children(): the latter skips a Linear seen twice in one parent.
+        for attr, child in parent._modules.items():
+            name = f"{parent_name}.{attr}" if parent_name else attr
+            if type(child) is torch.nn.Linear and selected(name, child):
+                slots.append((parent, attr, name, child))
+    if not slots:
+        raise ValueError(
+            f"found no nn.Linear matching {list(patterns)} in {type(module).__name__} to "
+            "quantize; pass patterns= or predicate="
+        )
+    unique: dict[int, tuple[str, torch.nn.Linear]] = {}
+    for _, _, name, linear in slots:
+        unique.setdefault(id(linear), (name, linear))
+    return slots, unique
+
+
+def _replace(
+    slots: list[_Slot],
+    converted: Mapping[int, Fp8Linear | Int8Linear],
+    report: QuantizationReport,
+) -> None:
     for parent, attr, name, linear in slots:
         setattr(parent, attr, converted[id(linear)])
         report.replaced.append(name)
         report.matmul_backends[name] = converted[id(linear)].matmul_backend
-    return report
 
 
 def _calibrate(

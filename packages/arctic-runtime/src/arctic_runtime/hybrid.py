@@ -8,11 +8,19 @@ but the drafter is run only when what it is expected to add pays for its own tim
 the requests it would win, sum(E_drafter - E_suffix) > cost * sum over the batch of
 (1 + E_suffix), where cost is the drafter's time relative to one step (tokens per second
 with it, (T + gain) / (1 + cost), must beat T). Suffix drafts cost ~nothing to propose.
+
+Estimates only move when they are observed, so a skipped drafter would never be measured
+again: one slow first call, or a few unlucky drafts, could keep it out for good. Hence its
+time is the median of its last calls (one outlier moves nothing), and after ``probe_every``
+steps in a row where it would have won but did not pay, it runs once anyway (a probe) to
+refresh both its time and its acceptance.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from .draft import DRAFTER, SUFFIX, Draft
@@ -34,22 +42,29 @@ class HybridProposer:
         *,
         calibration_decay: float = 0.98,
         drafter_cost: float | None = None,
+        probe_every: int = 16,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         """drafter_cost: the drafter's time relative to one engine step (0: free). None
-        measures it: EWMA of the drafter's wall time over EWMA of the time between
-        consecutive `propose` calls less the drafter's share (clock: injectable for tests)."""
+        measures it: the median of the drafter's last wall times over an EWMA of the time
+        between consecutive `propose` calls less the drafter's share (clock: injectable for
+        tests). probe_every: run the drafter anyway after this many skipped steps in a row."""
         if not 0.0 < calibration_decay <= 1.0:
             raise ValueError(f"calibration_decay must be in (0, 1], got {calibration_decay}")
         if drafter_cost is not None and not drafter_cost >= 0.0:
             raise ValueError(f"drafter_cost must be >= 0 or None (measured), got {drafter_cost}")
+        if isinstance(probe_every, bool) or not isinstance(probe_every, int) or probe_every < 1:
+            raise ValueError(f"probe_every must be an int >= 1, got {probe_every!r}")
         self._fixed_cost = drafter_cost
         self._clock = clock
         self._last_call: float | None = None
         self._last_drafter_seconds = 0.0
         self._step_seconds: float | None = None  # EWMA of a step without the drafter
-        self._drafter_seconds: float | None = None  # EWMA of one drafter call
+        self._drafter_times: deque[float] = deque(maxlen=15)  # its last calls' wall times
+        self._probe_every = probe_every
+        self._skipped_in_a_row = 0
         self.drafter_skipped = 0  # steps where the drafter would have won but did not pay
+        self.drafter_probes = 0  # of those, steps where it ran anyway to be measured again
         self.suffix = suffix
         self.drafter = drafter
         self.wins: dict[str, int] = {SUFFIX: 0, DRAFTER: 0}
@@ -73,9 +88,9 @@ class HybridProposer:
         """The drafter's time relative to one step: fixed, or measured (0 until measured)."""
         if self._fixed_cost is not None:
             return self._fixed_cost
-        if not self._step_seconds or self._drafter_seconds is None:
+        if not self._step_seconds or not self._drafter_times:
             return 0.0
-        return self._drafter_seconds / self._step_seconds
+        return statistics.median(self._drafter_times) / self._step_seconds
 
     @staticmethod
     def _ewma(old: float | None, sample: float, alpha: float = 0.1) -> float:
@@ -140,7 +155,13 @@ class HybridProposer:
                 gain += drafter_expected - suffix_expected
         if for_drafter and gain <= self.drafter_cost * tokens:
             self.drafter_skipped += 1
-            for_drafter = []
+            self._skipped_in_a_row += 1
+            if self._skipped_in_a_row >= self._probe_every:
+                self.drafter_probes += 1
+            else:
+                for_drafter = []
+        if for_drafter:
+            self._skipped_in_a_row = 0
         for i in for_drafter:
             s = suffix_drafts[i]
             out[i] = None
@@ -151,7 +172,7 @@ class HybridProposer:
             start = self._clock()
             drafted = self.drafter.propose([batch[i] for i in for_drafter])
             self._last_drafter_seconds = self._clock() - start
-            self._drafter_seconds = self._ewma(self._drafter_seconds, self._last_drafter_seconds)
+            self._drafter_times.append(self._last_drafter_seconds)
             for i, d in zip(for_drafter, drafted, strict=True):
                 out[i] = d
                 if d is not None:

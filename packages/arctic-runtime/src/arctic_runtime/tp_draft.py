@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from arctic_drafters import Speculator
 from arctic_drafters.layers import tied_index
-from arctic_kernels import Fp8Linear, sharded_topk
+from arctic_kernels import Fp8Linear, Int8Linear, sharded_topk
 
 
 def shard_sizes(vocab: int, world: int) -> list[int]:
@@ -43,14 +43,14 @@ class VocabParallelDraftRunner:
         stop = start + self.shard_sizes[rank]
         heads: list[torch.nn.Module] = []
         for head in speculator.head:
-            if isinstance(head, Fp8Linear):
-                # Already FP8 (e.g. GPTQ layers loaded from a file): sharded as stored.
+            if isinstance(head, Fp8Linear | Int8Linear):
+                # Already quantized (e.g. GPTQ layers loaded from a file): sharded as stored.
                 heads.append(head.rows(start, stop))
                 continue
             if not isinstance(head, torch.nn.Linear):
                 raise TypeError(
-                    f"vocab-parallel heads need nn.Linear or Fp8Linear heads, got "
-                    f"{type(head).__name__}"
+                    f"vocab-parallel heads need nn.Linear, Fp8Linear or Int8Linear heads, "
+                    f"got {type(head).__name__}"
                 )
             shard = torch.nn.Linear(
                 head.in_features, stop - start, bias=head.bias is not None,

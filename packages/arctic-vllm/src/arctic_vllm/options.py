@@ -47,6 +47,9 @@ class ArcticOptions:
     suffix_namespace_source: str = "none"  # "none", "lora" (adapter name) or "request"
     # Drafter.
     drafter_fp8: bool = False  # FP8 (e4m3) LM heads (arctic-kernels)
+    # int8 weight-only heads + projections (arctic-kernels Int8Linear: a fused CPU kernel
+    # reading 1 byte per weight). None: on exactly where the drafter runs on the CPU.
+    drafter_int8: bool | None = None
     drafter_cuda_graph: bool = True  # capture the draft loop per padded batch size on CUDA
     # Without CUDA graphs (the CPU): torch.compile the draft loop at start-up (seconds, once
     # per process); measured here 1.8x faster drafts. Falls back to eager if it fails.
@@ -83,6 +86,7 @@ _ALIASES: dict[str, str] = {
     "suffix_decoding_extend": "suffix_extend",
     "suffix_decoding_namespace": "suffix_namespace_source",
     "drafter_fp8": "drafter_fp8",
+    "drafter_int8": "drafter_int8",
     "drafter_cuda_graph": "drafter_cuda_graph",
     "drafter_compile": "drafter_compile",
     "soft_batch_cap": "soft_batch_cap",
@@ -105,6 +109,7 @@ _DRAFTER_FIELDS = (
     "drafter_path",
     "enable_suffix_decoding",
     "drafter_fp8",
+    "drafter_int8",
     "drafter_cuda_graph",
     "drafter_compile",
     "hybrid_drafter_cost",
@@ -208,6 +213,13 @@ def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]
     for f in ("suffix_min_token_prob", "backoff_threshold"):
         if f in fields:
             _check_float(name[f], fields[f], 0.0, 1.0)
+    if fields.get("drafter_int8") is not None:
+        _check_bool(name["drafter_int8"], fields["drafter_int8"])
+    if fields.get("drafter_int8") and fields.get("drafter_fp8"):
+        raise ArcticConfigError(
+            f"speculative_config[{name['drafter_int8']!r}] and [{name['drafter_fp8']!r}] "
+            "exclude each other: choose one weight format for the drafter"
+        )
     if fields.get("hybrid_drafter_cost") is not None:
         _check_float(name["hybrid_drafter_cost"], fields["hybrid_drafter_cost"], 0.0)
     if fields.get("suffix_eviction", "lru") not in ("lru", "fifo"):

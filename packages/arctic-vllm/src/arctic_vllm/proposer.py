@@ -106,21 +106,7 @@ class ArcticProposer:
         speculator = speculator.to(param.device)
         from .tensor_parallel import vocab_parallel_runner
 
-        fp8 = self.options.drafter_fp8
-        fp8_note = ", FP8 heads (round-to-nearest W8A8 at load)" if fp8 else ""
-        if fp8:
-            from arctic_kernels import FP8_LAYERS_FILE, load_fp8_layers
-
-            saved = Path(self.options.drafter_path or "") / FP8_LAYERS_FILE
-            if saved.is_file():
-                # Layers quantized offline (GPTQ needs calibration data): used as saved.
-                # NaN/Inf checks sync with the host: not allowed inside a CUDA graph.
-                report = load_fp8_layers(speculator, saved, check_finite=False)
-                fp8_note = (
-                    f", FP8 layers from {FP8_LAYERS_FILE} ({report.rounding}, activations "
-                    f"{report.activation_scheme})"
-                )
-                fp8 = False  # nothing left to quantize
+        fp8, quant_note = self._quantize(speculator, param.device)
         n = min(self.num_speculative_tokens, speculator.config.n_predict)
         # With vocab-parallel heads the runner owns (and quantizes, or shards) the heads.
         runner = vocab_parallel_runner(speculator, fp8=fp8)
@@ -156,10 +142,42 @@ class ArcticProposer:
         logger.info(
             "arctic: drafter %s (%s, n_predict=%d) on %s %s%s%s, K=%d, draft loop %s",
             self.options.drafter_path, type(speculator).__name__, speculator.config.n_predict,
-            param.device, param.dtype, fp8_note,
+            param.device, param.dtype, quant_note,
             " + suffix decoding (hybrid)" if self.suffix is not None else "",
             self.num_speculative_tokens, self.draft_mode,
         )  # fmt: skip
+
+    def _quantize(self, speculator: Any, device: torch.device) -> tuple[bool, str]:
+        """Quantize the drafter as the options say, in place where it can be done here.
+
+        Returns (FP8 still to apply: by the vocab-parallel runner or the caller, the log
+        line's note)."""
+        if self.options.drafter_fp8:
+            from arctic_kernels import FP8_LAYERS_FILE, load_fp8_layers
+
+            saved = Path(self.options.drafter_path or "") / FP8_LAYERS_FILE
+            if not saved.is_file():
+                return True, ", FP8 heads (round-to-nearest W8A8 at load)"
+            # Layers quantized offline (GPTQ needs calibration data): used as saved.
+            # NaN/Inf checks sync with the host: not allowed inside a CUDA graph.
+            report = load_fp8_layers(speculator, saved, check_finite=False)
+            return False, (
+                f", FP8 layers from {FP8_LAYERS_FILE} ({report.rounding}, activations "
+                f"{report.activation_scheme})"
+            )
+        int8 = self.options.drafter_int8
+        if int8 is None:  # auto: where the fused int8 kernel runs (the CPU)
+            int8 = device.type == "cpu"
+        if not int8:
+            return False, ""
+        from arctic_kernels import quantize_drafter_int8
+
+        report = quantize_drafter_int8(speculator)
+        backends = sorted(set(report.matmul_backends.values()))
+        return False, (
+            f", int8 weights ({len(report.replaced)} layers, {report.bytes_before} -> "
+            f"{report.bytes_after} bytes, {'/'.join(backends)})"
+        )
 
     def propose(self, *args: Any, **kwargs: Any) -> list[list[int]]:
         raise RuntimeError(
