@@ -159,6 +159,7 @@ def bench_fp8_linear(device: torch.device, repeats: int, quick: bool) -> list[di
     weight_only = ak.Fp8Linear.from_linear(
         lin, weight_scheme="per_tensor", activation_scheme="none"
     )
+    int8 = ak.Int8Linear.from_linear(lin)  # the CPU kernel where it runs
     results = []
     for batch in tqdm([1, 8], desc="fp8 head", unit="batch"):
         x = torch.randn(batch, inner, device=device, dtype=torch.bfloat16)
@@ -167,6 +168,7 @@ def bench_fp8_linear(device: torch.device, repeats: int, quick: bool) -> list[di
             fp8_ms = median_ms(lambda x=x: fp8(x), device, repeats)
             dequant_ms = median_ms(lambda x=x: fp8_dequant(x), device, repeats)
             weight_only_ms = median_ms(lambda x=x: weight_only(x), device, repeats)
+            int8_ms = median_ms(lambda x=x: int8(x), device, repeats)
         results.append(
             {
                 "op": "lm_head",
@@ -183,6 +185,9 @@ def bench_fp8_linear(device: torch.device, repeats: int, quick: bool) -> list[di
                 "fp8_weight_only_ms": weight_only_ms,
                 "fp8_over_bf16_time": fp8_ms / bf16_ms,
                 "weight_only_over_bf16_time": weight_only_ms / bf16_ms,
+                "int8_backend": int8.matmul_backend,
+                "int8_ms": int8_ms,
+                "int8_over_bf16_time": int8_ms / bf16_ms,
             }
         )
     return results
@@ -354,6 +359,19 @@ def bench_trained_drafter(path: Path, args: argparse.Namespace) -> dict[str, Any
             weight_bytes_ratio=report.bytes_after / report.bytes_before,
         )
         result["variants"].append(entry)
+    for projections in (False, True):  # int8 weight-only: arctic-vllm's CPU default (both)
+        quantized = copy.deepcopy(drafter)
+        report = ak.quantize_drafter_int8(quantized, include_projections=projections)
+        label = "int8 weight-only, heads" + (" + projections" if projections else "")
+        entry = row(label, quantized, torch.bfloat16)
+        entry.update(
+            activation_scheme="none (bf16 into the kernel)",
+            rounding=report.rounding,
+            replaced=report.replaced,
+            matmul_backends=sorted(set(report.matmul_backends.values())),
+            weight_bytes_ratio=report.bytes_after / report.bytes_before,
+        )
+        result["variants"].append(entry)
     saved = path / ak.FP8_LAYERS_FILE
     if saved.is_file():  # what arctic-vllm's drafter_fp8 serves for this drafter
         quantized = copy.deepcopy(drafter)
@@ -522,7 +540,8 @@ def main() -> None:
         ],
     )
     print_table(
-        "LM head: bf16 nn.Linear vs Fp8Linear (W8A8 _scaled_mm / W8A8 dequantize / W8A16)",
+        "LM head: bf16 nn.Linear vs Fp8Linear (W8A8 _scaled_mm / W8A8 dequantize / W8A16) "
+        "vs Int8Linear",
         heads,
         [
             "batch",
@@ -535,6 +554,8 @@ def main() -> None:
             "fp8_weight_only_ms",
             "fp8_over_bf16_time",
             "weight_only_over_bf16_time",
+            "int8_ms",
+            "int8_over_bf16_time",
         ],
     )
     print_table(

@@ -93,10 +93,24 @@ def paired_speed_ratio(
     The machine's load drifts over minutes; within a repeat two methods run back to back,
     so the per-repeat ratio cancels the drift that a ratio of medians keeps.
     """
-    ratios = sorted(
-        a.tokens_per_second / b.tokens_per_second
-        for a, b in zip(runs[workload, method], runs[workload, baseline], strict=True)
-    )
+    return paired_mix_ratio(runs, [workload], method, baseline)
+
+
+def paired_mix_ratio(
+    runs: dict[tuple[str, str], list[RunResult]],
+    workloads: Sequence[str],
+    method: str,
+    baseline: str,
+) -> float:
+    """`paired_speed_ratio` over several workloads together (the mix): per repeat, tokens/s
+    of ``method`` over all of them / the same for ``baseline``; the median over repeats."""
+
+    def mix(name: str, repeat: int) -> float:
+        timed = [runs[w, name][repeat] for w in workloads]
+        return sum(r.generated_tokens for r in timed) / sum(r.seconds for r in timed)
+
+    repeats = len(runs[workloads[0], method])
+    ratios = sorted(mix(method, i) / mix(baseline, i) for i in range(repeats))
     mid = len(ratios) // 2
     return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
 

@@ -62,7 +62,7 @@ def test_the_fused_kernel_is_chosen_on_this_cpu_build_where_its_shapes_allow() -
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(("k", "n"), [(192, 8192), (256, 768), (48, 33), (40, 24)])
-@pytest.mark.parametrize("m", [1, 3, 17])
+@pytest.mark.parametrize("m", [1, 3, 4])
 @pytest.mark.parametrize("bias", [False, True])
 def test_kernel_matches_the_reference(
     dtype: torch.dtype, k: int, n: int, m: int, bias: bool
@@ -76,6 +76,20 @@ def test_kernel_matches_the_reference(
     ref = int8_linear_reference(x, layer.weight_int8, layer.weight_scale, layer.bias)
     rel = (out.float() - ref).norm() / ref.norm()
     assert rel < 8e-3, rel
+
+
+def test_batches_above_kernel_max_rows_multiply_by_the_dequantized_weight() -> None:
+    layer = Int8Linear.from_linear(_linear(64, 32, True, torch.float32), kernel_max_rows=2)
+    assert layer._dense is None
+    small, big = torch.randn(2, 64), torch.randn(3, 64)
+    layer(small)
+    assert layer._dense is None  # the kernel's batch: no dense copy made
+    ref = int8_linear_reference(big, layer.weight_int8, layer.weight_scale, layer.bias)
+    torch.testing.assert_close(layer(big), ref, atol=1e-5, rtol=1e-5)
+    assert layer._dense is not None and layer._dense.dtype == torch.float32
+    assert layer.rows(0, 8).kernel_max_rows == 2
+    with pytest.raises(ValueError, match="kernel_max_rows must be >= 1, got 0"):
+        Int8Linear.from_linear(_linear(64, 32, True, torch.float32), kernel_max_rows=0)
 
 
 def test_dequantize_backend_is_the_reference() -> None:
@@ -149,6 +163,9 @@ def test_int8_drafter_keeps_its_greedy_drafts() -> None:
     assert set(report.matmul_backends.values()) == {"int8pack_mm"}
     assert report.activation_scheme == "none" and report.rounding == "nearest"
     assert report.bytes_after / report.bytes_before < 0.27  # float32 -> int8 + scales
+    for layer in drafter.modules():
+        if isinstance(layer, Int8Linear):
+            layer.kernel_max_rows = len(state)  # judge the kernel, not the dense fallback
     after = drafter(state, token)
     agree = [
         (b.argmax(-1) == a.argmax(-1)).float().mean().item()
