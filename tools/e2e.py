@@ -75,6 +75,60 @@ def run_methods_repeated(
     return runs
 
 
+def run_interleaved(
+    model: Path,
+    methods: Sequence[str],
+    workloads: dict[str, list[Request]],
+    batch_size: int,
+    repeats: int,
+) -> dict[tuple[str, str], list[RunResult]]:
+    """runs[workload, method] for paired timing: each repeat starts one fresh engine per
+    method, all alive at once, and sends every batch of every workload to each engine in
+    turn (the order rotating from batch to batch). Two methods are then timed on the same
+    requests seconds apart, so the machine's drift, which here moves tokens/s by 5-15 %
+    within a minute even for one engine re-running the same requests, cancels request by
+    request instead of engine by engine. Each engine still sees the workloads in the same
+    order, so its global suffix cache evolves as in `run_methods_repeated`.
+
+    Outputs and seconds only: with several engines in one process vLLM's stat logger
+    unregisters the earlier engines' Prometheus counters, so the spec-decode counters of
+    these runs are left empty (`run_methods_repeated` has them)."""
+    runs: dict[tuple[str, str], list[RunResult]] = {}
+    batches = sum(-(-len(reqs) // batch_size) for reqs in workloads.values())
+    bar = tqdm(total=repeats * batches, desc="interleaved vLLM runs", unit="batch")
+    for _ in range(repeats):
+        bar.set_postfix_str("starting vLLM")
+        engines: list[Engine] = []
+        try:
+            for m in methods:
+                engines.append(Engine(model, METHODS[m], name=m))
+            for engine in engines:
+                engine.generate([[1, 2, 3]], 4)  # warm-up, not timed
+            turn = 0
+            for wname, requests in workloads.items():
+                bar.set_postfix_str(wname)
+                totals = {m: RunResult(m, [], 0.0) for m in methods}
+                for i in range(0, len(requests), batch_size):
+                    part = requests[i : i + batch_size]
+                    order = list(range(len(methods)))
+                    order = order[turn % len(order) :] + order[: turn % len(order)]
+                    turn += 1
+                    for j in order:
+                        r = engines[j].generate(
+                            [q.prompt_ids for q in part], [q.max_tokens for q in part]
+                        )
+                        totals[methods[j]].outputs.extend(r.outputs)
+                        totals[methods[j]].seconds += r.seconds
+                    bar.update()
+                for m in methods:
+                    runs.setdefault((wname, m), []).append(totals[m])
+        finally:
+            for engine in engines:
+                engine.close()
+    bar.close()
+    return runs
+
+
 def medians(runs: dict[tuple[str, str], list[RunResult]]) -> dict[str, dict[str, RunResult]]:
     """results[workload][method]: the median-time run (greedy: the outputs are the same
     every time)."""
