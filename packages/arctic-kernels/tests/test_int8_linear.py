@@ -78,16 +78,30 @@ def test_kernel_matches_the_reference(
     assert rel < 8e-3, rel
 
 
-def test_batches_above_kernel_max_rows_multiply_by_the_dequantized_weight() -> None:
+def test_batches_above_kernel_max_rows_multiply_by_the_dequantized_weight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     layer = Int8Linear.from_linear(_linear(64, 32, True, torch.float32), kernel_max_rows=2)
-    assert layer._dense is None
+    assert layer._dense is not None and layer._dense.dtype == torch.float32  # made up front
+    assert "_dense" not in layer.state_dict()
+    assert layer.rows(0, 8).kernel_max_rows == 2
+    unbounded = Int8Linear.from_linear(_linear(64, 32, True, torch.float32), kernel_max_rows=None)
+    assert unbounded._dense is None
+    kernel_rows = []
+    real = torch._weight_int8pack_mm
+
+    def counting(x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        kernel_rows.append(x.shape[0])
+        return real(x, *args)
+
+    monkeypatch.setattr(torch, "_weight_int8pack_mm", counting)
     small, big = torch.randn(2, 64), torch.randn(3, 64)
     layer(small)
-    assert layer._dense is None  # the kernel's batch: no dense copy made
     ref = int8_linear_reference(big, layer.weight_int8, layer.weight_scale, layer.bias)
     torch.testing.assert_close(layer(big), ref, atol=1e-5, rtol=1e-5)
-    assert layer._dense is not None and layer._dense.dtype == torch.float32
-    assert layer.rows(0, 8).kernel_max_rows == 2
+    assert kernel_rows == [2]  # the 3-row batch took the dense weight
+    unbounded(big)
+    assert kernel_rows == [2, 3]
     with pytest.raises(ValueError, match="kernel_max_rows must be >= 1, got 0"):
         Int8Linear.from_linear(_linear(64, 32, True, torch.float32), kernel_max_rows=0)
 

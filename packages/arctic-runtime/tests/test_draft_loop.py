@@ -147,6 +147,35 @@ def test_compiled_loop_equals_propose_and_compiles_once_for_all_sizes() -> None:
     torch._dynamo.reset()
 
 
+@pytest.mark.slow
+def test_a_branch_on_the_batch_size_is_compiled_at_capture_not_while_serving() -> None:
+    """int8 layers take the int8 kernel up to kernel_max_rows rows and the dequantized
+    weight above: two programs for sizes >= 2. capture() runs every padded size, so serving
+    any batch afterwards compiles nothing (measured before: a 3.6 s stall on the first
+    batch of 8)."""
+    from torch._dynamo.utils import counters
+
+    from arctic_kernels import Int8Linear, quantize_drafter_int8
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    spec = build_speculator(LSTMSpeculatorConfig(61, 32, 16, n_predict=3)).eval()
+    quantize_drafter_int8(spec)  # in_features 32 / 16: the kernel runs (multiples of 16)
+    assert {m.matmul_backend for m in spec.modules() if isinstance(m, Int8Linear)} == {
+        "int8pack_mm"
+    }
+    loop = DraftLoop(spec, num_tokens=3, max_batch_size=8, compile=True)
+    loop.capture()
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs == 3, counters["stats"]  # batch 1, 2..4 (kernel), 5..8 (dense)
+    for batch in (1, 2, 3, 4, 5, 6, 8, 2):
+        hidden, tokens = _inputs(batch, seed=50 + batch, hidden_size=32)
+        assert torch.equal(loop.run(hidden, tokens), spec.propose(hidden, tokens, 3))
+    assert counters["stats"]["unique_graphs"] == graphs
+    torch._dynamo.reset()
+
+
 def test_a_failed_compile_falls_back_to_eager_with_the_same_drafts(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -18,7 +18,10 @@ first, as a bf16 drafter's would be; in_features must be a multiple of 16). Else
 The kernel is a GEMV kernel: measured here (8192 x 192 head, 2 threads) it beats a float32
 matmul up to ~8 rows and a bf16 one up to ~3, and loses beyond (2-4x at 32 rows). So above
 ``kernel_max_rows`` rows (default 4) a call multiplies by the dequantized weight instead
-(the same layer, in the output dtype), built once, the first time such a batch comes.
+(the same layer, in the output dtype). That copy is made at construction, not on the first
+large batch: built inside a compiled draft loop it would be a side effect of the traced
+program and recompile it on a serving step. It costs the memory of the unquantized layer;
+``kernel_max_rows=None`` keeps the kernel for every batch and no copy.
 """
 
 from __future__ import annotations
@@ -103,16 +106,17 @@ class Int8Linear(torch.nn.Module):
         *,
         out_dtype: torch.dtype | None = None,
         weight_scale: torch.Tensor | None = None,
-        kernel_max_rows: int = 4,
+        kernel_max_rows: int | None = 4,
     ) -> None:
         """``weight``: float (N, K), rounded here; or int8 (N, K) with its (N,)
         ``weight_scale`` (already rounded: kept as is, ``out_dtype`` required).
-        ``kernel_max_rows``: the most rows a call sends through the int8 kernel."""
+        ``kernel_max_rows``: the most rows a call sends through the int8 kernel (None: all)."""
         super().__init__()
-        if isinstance(kernel_max_rows, bool) or not isinstance(kernel_max_rows, int):
-            raise TypeError(f"kernel_max_rows must be an int, got {kernel_max_rows!r}")
-        if kernel_max_rows < 1:
-            raise ValueError(f"kernel_max_rows must be >= 1, got {kernel_max_rows}")
+        if kernel_max_rows is not None:
+            if isinstance(kernel_max_rows, bool) or not isinstance(kernel_max_rows, int):
+                raise TypeError(f"kernel_max_rows must be an int or None, got {kernel_max_rows!r}")
+            if kernel_max_rows < 1:
+                raise ValueError(f"kernel_max_rows must be >= 1, got {kernel_max_rows}")
         self.kernel_max_rows = kernel_max_rows
         if weight.dim() != 2:
             raise ValueError(
@@ -144,9 +148,15 @@ class Int8Linear(torch.nn.Module):
         self.register_buffer(
             "bias", None if bias is None else bias.detach().to(device=q.device, dtype=out_dtype)
         )
-        self._dense: torch.Tensor | None = None  # the dequantized weight, for larger batches
         use_kernel = _int8pack_mm_works(q.device, self.in_features, self.out_features)
         self.matmul_backend: Int8Backend = "int8pack_mm" if use_kernel else "dequantize"
+        # The dequantized weight for batches above kernel_max_rows (a buffer: it moves with
+        # the module; not saved).
+        dense = None
+        if use_kernel and kernel_max_rows is not None:
+            dense = (q.float() * scale[:, None]).to(out_dtype)
+        self._dense: torch.Tensor | None
+        self.register_buffer("_dense", dense, persistent=False)
         # The kernel takes its scales in the activation dtype: converted once, here.
         self.register_buffer(
             "_kernel_scale", scale.to(_KERNEL_ACTIVATION_DTYPE) if use_kernel else None,
@@ -182,17 +192,16 @@ class Int8Linear(torch.nn.Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"expected last dim {self.in_features}, got {tuple(x.shape)}")
         x2 = x.reshape(-1, self.in_features)  # (M, K)
-        if self.matmul_backend == "int8pack_mm" and x2.shape[0] <= self.kernel_max_rows:
+        if self.matmul_backend == "int8pack_mm" and (
+            self._dense is None or x2.shape[0] <= self.kernel_max_rows  # type: ignore[operator]
+        ):
             out = torch._weight_int8pack_mm(
                 x2.to(_KERNEL_ACTIVATION_DTYPE), self.weight_int8, self._kernel_scale
             )
             out = out.to(self.out_dtype)
             if self.bias is not None:
                 out = out + self.bias
-        elif self.matmul_backend == "int8pack_mm":
-            if self._dense is None:
-                w = self.weight_int8.float() * self.weight_scale[:, None]
-                self._dense = w.to(self.out_dtype)
+        elif self._dense is not None:
             out = torch.nn.functional.linear(x2.to(self.out_dtype), self._dense, self.bias)
         else:
             out = int8_linear_reference(x2, self.weight_int8, self.weight_scale, self.bias)

@@ -107,19 +107,23 @@ def quantize_drafter_int8(
     patterns: Sequence[str] | None = None,
     predicate: Callable[[str, torch.nn.Linear], bool] | None = None,
     out_dtype: torch.dtype | None = None,
+    kernel_max_rows: int | None = 4,
 ) -> QuantizationReport:
     """Replace matching nn.Linear children of `module` with `Int8Linear`, in place.
 
     int8 weight-only, per-row scales, rounded to nearest: for drafters served on the CPU,
     where `Int8Linear` runs the fused int8 GEMM kernel (see `arctic_kernels.int8_linear`).
     Heads and, by default, projections (every weight the draft step streams). patterns,
-    predicate, out_dtype: as `quantize_drafter`. On any error the module is left as it was.
+    predicate, out_dtype: as `quantize_drafter`; kernel_max_rows: as `Int8Linear`. On any
+    error the module is left as it was.
     """
     slots, unique = _linear_slots(module, include_projections, patterns, predicate)
     report = QuantizationReport(activation_scheme="none", rounding="nearest")
     converted: dict[int, Int8Linear] = {}
     for key, (_, linear) in unique.items():
-        converted[key] = Int8Linear.from_linear(linear, out_dtype=out_dtype)
+        converted[key] = Int8Linear.from_linear(
+            linear, out_dtype=out_dtype, kernel_max_rows=kernel_max_rows
+        )
         report.bytes_before += linear.weight.numel() * linear.weight.element_size()
         report.bytes_after += converted[key].weight_bytes()
     _replace(slots, converted, report)

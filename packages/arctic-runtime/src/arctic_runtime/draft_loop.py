@@ -11,8 +11,9 @@ The CPU has the same problem in another form: each of the ~60 small ops of a dra
 can be compiled (``compile=True``: ``torch.compile(fullgraph=True, dynamic=True)``), which
 fuses every elementwise op between two matmuls into one generated C++ kernel. Measured on
 the tiny LSTM drafter here (2 threads, batch 1): 1.13 ms eager, 0.62 ms compiled. Batch 1
-and one size-generic program for batches >= 2 are compiled once, at `capture()`
-(6-25 s at start-up, less with inductor's warm on-disk cache), never on a serving step.
+and one size-generic program for batches >= 2 are compiled at `capture()`, which runs every
+padded size once (6-25 s at start-up, less with inductor's warm on-disk cache), so that
+no serving step compiles.
 Otherwise the loop runs eagerly.
 """
 
@@ -132,7 +133,9 @@ class DraftLoop:
             "cuda_graph" if use_cuda_graph else "compiled" if compile else "eager"
         )
         # Compiled mode: batch sizes >= 2 share one size-generic program (dynamic shapes);
-        # torch specializes size 1, which gets its own.
+        # torch specializes size 1, which gets its own, and a branch on the batch size (such
+        # as arctic-kernels' Int8Linear kernel_max_rows) one per side: so every padded size is
+        # run once at capture(), and any recompilation happens then.
         self._compiled: Any = None
         self._compiled_sizes: set[int] = set()
         dtype = _speculator_dtype(speculator)
@@ -197,8 +200,8 @@ class DraftLoop:
         if self._compiled is None:
             self._compiled = torch.compile(self.draft, fullgraph=True, dynamic=True)
         if padded not in self._compiled_sizes:
-            # The first call of a new program compiles it (seconds); after a failure the
-            # loop stays eager for good.
+            # A size's first call compiles a program if none of the existing ones fits it
+            # (seconds); after a failure the loop stays eager for good.
             try:
                 self._compiled(self._hidden[:padded], self._tokens[:padded])
             except Exception as exc:  # inductor raises many types (no compiler, ...)
@@ -211,10 +214,7 @@ class DraftLoop:
                 self._mode = "eager"
                 self._compiled = None
                 return self.draft
-            # Sizes >= 2 share one dynamic-shape program: once one is compiled, all are.
-            self._compiled_sizes.update(
-                [padded] if padded == 1 else [s for s in self.batch_sizes if s >= 2]
-            )
+            self._compiled_sizes.add(padded)
         return self._compiled
 
     @torch.inference_mode()  # as vLLM's model runner: a compiled program guards on the mode
