@@ -11,7 +11,8 @@ workload; the hybrid vs the faster of arctic-suffix and arctic-lstm on the mix) 
 a second, interleaved pass over the compared methods: one engine per method alive at once,
 each request sent to every engine in turn (`e2e.run_interleaved`), the median over repeats
 of the per-repeat ratio. Timed one engine after another, the machine's drift (5-15 % within
-a minute here) made the same comparison land on either side of 1.0 from run to run. Writes bench_vllm.json and bench_vllm.png.
+a minute here) made the same comparison land on either side of 1.0 from run to run. Writes
+bench_vllm.json and bench_vllm.png.
 
 CPU numbers are CPU numbers: the tiny target runs on vLLM's CPU backend here, where a
 drafter costs a large fraction of a target step and FP8 matmuls are emulated (slower than
@@ -61,8 +62,8 @@ def targets(
     """The issue's targets, evaluated on this run: (name, met, evidence).
 
     Speed comparisons are judged on the interleaved timings (``paired``: every request sent
-    to each engine in turn; the median over repeats of the per-repeat ratio), with the
-    ratio of the sequential runs' medians (``runs``) beside them."""
+    to each engine in turn; the median over repeats of the per-repeat ratio), with the same
+    statistic over the sequential runs (``runs``) beside them."""
     out = []
     by = {(r.workload, r.method): r for r in rows}
     workloads = sorted({r.workload for r in rows})

@@ -126,12 +126,10 @@ class ArcticProposer:
             loop.capture()
             runner = loop
         self.drafter = DrafterProposer(speculator, n, draft_runner=runner)
+        # A DraftLoop says how it drafts ("cuda_graph", "compiled", or "eager" after a
+        # failed compilation); other runners are named by their class.
         self.draft_mode = (
-            "eager"
-            if runner is None
-            else runner.mode
-            if isinstance(runner, DraftLoop)
-            else type(runner).__name__
+            "eager" if runner is None else getattr(runner, "mode", type(runner).__name__)
         )
         if self.suffix is not None:
             self.proposer = HybridProposer(
