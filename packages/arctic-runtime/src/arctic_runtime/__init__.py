@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .acceptance import AcceptanceTracker
 from .draft import DRAFTER, SUFFIX, Draft
+from .distribution_check import HomogeneityResult, chi_square_homogeneity, chi_square_survival
 from .draft_loop import DraftLoop, default_batch_sizes
 from .drafter_proposer import DrafterProposer
 from .engine import StepPolicy, generate
@@ -34,6 +35,7 @@ __all__ = [
     "DrafterProposer",
     "GenerationResult",
     "GenerationStats",
+    "HomogeneityResult",
     "HybridProposer",
     "ProposeRequest",
     "Proposer",
@@ -49,6 +51,8 @@ __all__ = [
     "__version__",
     "accept_tree",
     "build_tree_inputs",
+    "chi_square_homogeneity",
+    "chi_square_survival",
     "default_batch_sizes",
     "generate",
     "shard_sizes",

