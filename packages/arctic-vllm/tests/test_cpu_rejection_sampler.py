@@ -58,7 +58,7 @@ def test_expand_batch_to_tokens_repeats_each_requests_value(sampler, values, rep
 def test_vllm_stand_in_is_still_broken():
     """While this passes the patch is needed; when it fails, upstream fixed the stand-in and
     the cpu_expand patch can go (its ledger removal condition)."""
-    import vllm.config  # noqa: F401
+    import vllm.config
     from vllm.platforms import current_platform
 
     if not current_platform.is_cpu():
@@ -140,9 +140,7 @@ def test_cpu_kernels_match_the_reference_on_mixed_batches(sampler, with_draft_pr
             draft = torch.randint(0, vocab, (tokens,), generator=generator)
         draft = draft.to(torch.int32)
         draft_probs = (
-            torch.rand(tokens, vocab, generator=generator).softmax(-1)
-            if with_draft_probs
-            else None
+            torch.rand(tokens, vocab, generator=generator).softmax(-1) if with_draft_probs else None
         )
         uniform = torch.rand(tokens, dtype=torch.float64, generator=generator)
         inv_q = torch.empty(len(num_draft), vocab).exponential_(generator=generator)

@@ -7,8 +7,8 @@ No vLLM import here: arctic-vllm adapts vLLM's model runner to these pieces, and
 from __future__ import annotations
 
 from .acceptance import AcceptanceTracker
-from .draft import DRAFTER, SUFFIX, Draft
 from .distribution_check import HomogeneityResult, chi_square_homogeneity, chi_square_survival
+from .draft import DRAFTER, SUFFIX, Draft
 from .draft_loop import DraftLoop, default_batch_sizes
 from .drafter_proposer import DrafterProposer
 from .engine import StepPolicy, generate

@@ -35,7 +35,7 @@ def expand_kernel_reference(
     cu_num_tokens: torch.Tensor,  # (B,) cumulative draft positions per request
     replace_from: Any,
     replace_to: Any,
-    MAX_NUM_TOKENS: int | None = None,  # noqa: N803 - the kernel's launch argument name
+    MAX_NUM_TOKENS: int | None = None,
 ) -> None:
     """``output[t] = input_val[r]`` for each position t of request r, ``replace_from`` ->
     ``replace_to`` on the way; what the Triton kernel computes. Parameter names follow
