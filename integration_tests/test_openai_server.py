@@ -194,3 +194,151 @@ def test_completion_matches_no_speculation_and_counts_accepted_drafts(server, re
         f"\nbaseline + server start-up {healthy - start:.1f} s, request + metrics "
         f"{time.perf_counter() - healthy:.1f} s, {int(accepted)} draft tokens accepted"
     )
+
+
+# -- a bounded soak: concurrent mixed traffic against the same server ----------------------
+SOAK_CONCURRENCY = 8
+SOAK_DEADLINE_S = 600  # the whole soak stops by itself
+SOAK_MAX_TOKENS = 24
+
+
+def _completion_body(prompt: list[int], **sampling: Any) -> dict[str, Any]:
+    return {
+        "model": str(TINY_MODEL),
+        "prompt": prompt,
+        "max_tokens": SOAK_MAX_TOKENS,
+        "return_token_ids": True,
+        **sampling,
+    }
+
+
+def _stream_tokens(server: Server, body: dict[str, Any], cancel_after: int | None) -> Any:
+    """POST a streaming completion; returns its token ids, or None when cancelled (the
+    connection is closed after ``cancel_after`` chunks, which aborts it in the server)."""
+    request = urllib.request.Request(
+        f"{server.url}/v1/completions",
+        data=json.dumps({**body, "stream": True}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    tokens: list[int] = []
+    with urllib.request.urlopen(request, timeout=120) as response:
+        chunks = 0
+        for raw in response:
+            line = raw.decode().strip()
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            choice = json.loads(line[len("data: ") :])["choices"][0]
+            tokens.extend(choice.get("token_ids") or [])
+            chunks += 1
+            if cancel_after is not None and chunks >= cancel_after:
+                return None
+    return tokens
+
+
+def test_soak_mixed_concurrent_traffic_is_lossless_and_leaves_the_server_healthy(server, requests_):
+    """Greedy and seeded sampled completions, streaming and not, some cancelled, 8 at a
+    time: every greedy completion equals no speculation, every re-send equals its first
+    send, and the server answers /health afterwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = [list(r.prompt_ids) for r in requests_]
+    with Engine(TINY_MODEL, None, max_model_len=MAX_MODEL_LEN) as engine:
+        expected = engine.generate(prompts, SOAK_MAX_TOKENS).outputs
+    server.wait_healthy()
+    deadline = time.monotonic() + SOAK_DEADLINE_S
+
+    # (kind, prompt index, sampling, stream, cancel_after)
+    jobs: list[tuple[str, int, dict[str, Any], bool, int | None]] = []
+    for round_ in range(4):
+        for i in range(len(prompts)):
+            stream = (i + round_) % 2 == 0
+            if (i + round_) % 3 == 0:
+                sampling = {"temperature": 1.0, "seed": 100 * round_ + i, "top_p": 0.9}
+                jobs.append(("sampled", i, sampling, stream, None))
+            else:
+                jobs.append(("greedy", i, {"temperature": 0.0}, stream, None))
+        jobs.append(("cancelled", round_, {"temperature": 1.0}, True, 2))
+
+    def run(job: tuple[str, int, dict[str, Any], bool, int | None]) -> Any:
+        _, i, sampling, stream, cancel_after = job
+        if time.monotonic() > deadline:
+            raise TimeoutError("soak deadline passed")
+        body = _completion_body(prompts[i], **sampling)
+        if stream:
+            return _stream_tokens(server, body, cancel_after)
+        return server.post("/v1/completions", body)["choices"][0]["token_ids"]
+
+    with ThreadPoolExecutor(SOAK_CONCURRENCY) as pool:
+        first = list(pool.map(run, jobs))
+        # Re-send every completed greedy and seeded job, in another order.
+        resend = [n for n, j in enumerate(jobs) if j[0] != "cancelled"][::-1]
+        again = dict(zip(resend, pool.map(run, [jobs[n] for n in resend]), strict=True))
+
+    mismatches = []
+    for n, (job, tokens) in enumerate(zip(jobs, first, strict=True)):
+        kind, i, *_ = job
+        if kind == "cancelled":
+            assert tokens is None
+            continue
+        assert tokens, job
+        if kind == "greedy" and tokens != expected[i]:
+            mismatches.append((job, first_divergence(tokens, expected[i])))
+        if again[n] != tokens:
+            mismatches.append((job, "re-send differs", first_divergence(again[n], tokens)))
+    assert not mismatches, mismatches
+    with urllib.request.urlopen(f"{server.url}/health", timeout=10) as response:
+        assert response.status == 200
+    assert server.process.poll() is None
+
+
+def _metric_total(server: Server, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(server.get_text("/metrics")):
+        for s in family.samples:
+            if s.name == f"{name}_total" and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
+
+
+def _settled(server: Server, name: str, **labels: str) -> float:
+    """A counter's value once it stops moving (vLLM's stats and our snapshots lag a step)."""
+    value, stable_since = _metric_total(server, name, **labels), time.monotonic()
+    while time.monotonic() - stable_since < 1.5:
+        time.sleep(0.3)
+        now = _metric_total(server, name, **labels)
+        if now != value:
+            value, stable_since = now, time.monotonic()
+    return value
+
+
+@pytest.mark.parametrize("off", [False, 0, "false"], ids=["bool", "int", "str"])
+def test_per_request_speculation_switch_over_http(server, requests_, off):
+    """extra_body={"vllm_xargs": {"speculation": false}} (delivered as 0 by the server's
+    schema) turns speculation off for that request: vLLM counts no drafts for it."""
+    server.wait_healthy()
+    prompt = list(requests_[0].prompt_ids)
+    drafts = "vllm:spec_decode_num_drafts"
+    before = _settled(server, drafts)
+    body = _completion_body(prompt, temperature=0.0, vllm_xargs={"speculation": off})
+    server.post("/v1/completions", body)
+    assert _settled(server, drafts) == before
+    server.post("/v1/completions", _completion_body(prompt, temperature=0.0))
+    assert _settled(server, drafts) > before
+    assert "is not a boolean" not in server.log.read_text(errors="replace")
+
+
+def test_arctic_per_source_counters_reach_the_servers_metrics(server, requests_):
+    server.wait_healthy()
+    prompt = list(requests_[0].prompt_ids)
+    server.post("/v1/completions", _completion_body(prompt, temperature=0.0))
+    accepted = _settled(server, "vllm:arctic_spec_decode_num_accepted_tokens")
+    assert accepted > 0
+    by_source = {
+        source: _metric_total(server, "vllm:arctic_spec_decode_num_accepted_tokens", source=source)
+        for source in ("suffix", "drafter")
+    }
+    assert sum(by_source.values()) == accepted
+    # They count what vLLM's own counter counts (both summed over the server's life).
+    assert accepted == _settled(server, "vllm:spec_decode_num_accepted_tokens")

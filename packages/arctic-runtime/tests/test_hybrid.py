@@ -151,3 +151,29 @@ def test_the_drafters_cost_is_measured_against_the_step():
         h.propose([_req("fresh", 4)])
         now[0] += 10.0  # the rest of the step: 10 units
     assert h.drafter_cost == pytest.approx(0.2, rel=0.05)
+
+
+def _reproducible(req_id: str, last: int) -> ProposeRequest:
+    return ProposeRequest(req_id, 3, last, torch.randn(20), reproducible=True)
+
+
+@pytest.mark.parametrize("cost", [0.0, 1e9])
+def test_reproducible_requests_ignore_shared_and_timed_state(cost):
+    """A seeded sampled request's drafts must not depend on other requests or on time:
+    the same decision whatever the calibration, the drafter's cost or its global record."""
+    decisions = []
+    for history in ("none", "suffix failed", "drafter failed"):
+        h = _hybrid(drafter_cost=cost)
+        h.start_request("copying", [5, 6, 7, 8, 9, 5, 6, 7, 8, 9, 5, 6])
+        h.start_request("fresh", [1, 2, 3, 4])
+        for _ in range(60):  # other requests' outcomes move the shared estimates
+            if history == "suffix failed":
+                h.record("other", Draft.path([7, 5, 6], SUFFIX, 3.0), 0)
+            elif history == "drafter failed":
+                h.record("other", Draft.path([1, 2, 3], DRAFTER, 1.0), 0)
+        drafts = h.propose([_reproducible("copying", 6), _reproducible("fresh", 4)])
+        decisions.append([None if d is None else (d.source, d.token_ids) for d in drafts])
+    assert decisions[0] == decisions[1] == decisions[2]
+    (source_copying, tokens), (source_fresh, _) = decisions[0]
+    assert (source_copying, tokens) == (SUFFIX, (7, 8, 9))  # score 3 >= 3 drafter tokens
+    assert source_fresh == DRAFTER  # no suffix match: the drafter, even at cost 1e9

@@ -169,3 +169,47 @@ def test_cpu_drafters_get_int8_weights_and_a_compiled_loop_by_default(
         proposer.drafter.start_request(r.req_id, [1, 2, 3])
     drafts = proposer.drafter.propose(reqs)
     assert all(d is not None and len(d) == 3 for d in drafts)
+
+
+@pytest.mark.parametrize(
+    ("extra", "drafts"),
+    [
+        ({"speculation": False}, False),
+        ({"speculation": 0}, False),  # what vllm_xargs {"speculation": false} delivers
+        ({"speculation": "false"}, False),
+        ({"speculation": "OFF"}, False),
+        ({"speculation": 1}, True),
+        ({"speculation": "true"}, True),
+        ({"speculation": 2}, True),  # not a boolean: logged, speculation stays on
+        ({}, True),
+    ],
+)
+def test_per_request_switch_accepts_what_the_openai_server_delivers(
+    engine_config, extra, drafts, arctic_log
+):
+    proposer = ArcticProposer(engine_config({"method": "suffix", "num_speculative_tokens": 8}))
+    tokens = [1, 2, 3] + [4, 5, 6, 7] * 2
+    [draft] = _step(proposer, _runner({"a": (tokens, extra)}))
+    assert bool(draft) is drafts
+    if extra.get("speculation") == 2:
+        assert "extra_args['speculation'] = 2 is not a boolean" in arctic_log.text
+
+
+@pytest.mark.parametrize(
+    ("cap", "longest"), [(2, 2), ("2", 2), (2.0, 2), ("0", 0), ("x", 8), (-1, 8), (True, 8)]
+)
+def test_per_request_cap_accepts_ints_in_any_spelling(engine_config, cap, longest):
+    proposer = ArcticProposer(engine_config({"method": "suffix", "num_speculative_tokens": 8}))
+    tokens = [1, 2, 3] + [4, 5, 6, 7] * 2
+    [draft] = _step(proposer, _runner({"a": (tokens, {"max_speculative_tokens": cap})}))
+    assert len(draft) == longest
+
+
+def test_request_flag_and_count_name_the_key_and_value():
+    from arctic_vllm.options import request_count, request_flag
+
+    with pytest.raises(ValueError, match=r"extra_args\['speculation'\] = 'maybe'"):
+        request_flag("speculation", "maybe")
+    with pytest.raises(ValueError, match=r"extra_args\['max_speculative_tokens'\] = 1.5"):
+        request_count("max_speculative_tokens", 1.5)
+    assert request_flag("k", " Yes ") is True and request_count("k", " 7 ") == 7

@@ -14,6 +14,10 @@ again: one slow first call, or a few unlucky drafts, could keep it out for good.
 time is the median of its last calls (one outlier moves nothing), and after ``probe_every``
 steps in a row where it would have won but did not pay, it runs once anyway (a probe) to
 refresh both its time and its acceptance.
+
+A request marked ``reproducible`` (seeded, sampled) is decided by a rule that reads nothing
+but its own draft: the suffix draft when its score reaches the drafter's length, else the
+drafter, run whatever it costs.
 """
 
 from __future__ import annotations
@@ -146,7 +150,14 @@ class HybridProposer:
         for_drafter: list[int] = []
         gain = 0.0  # expected extra accepted tokens if the drafter runs for for_drafter
         tokens = 0.0  # expected tokens this step without the drafter
+        chosen: list[int] = []  # reproducible requests the drafter wins outright
         for i, (r, s) in enumerate(zip(batch, suffix_drafts, strict=True)):
+            if r.reproducible:
+                # No shared or timed state: Arctic Inference's fixed rule, suffix when its
+                # (uncalibrated) score reaches the drafter's draft length.
+                if s is None or s.score < min(self.drafter.num_tokens, r.max_tokens):
+                    chosen.append(i)
+                continue
             suffix_expected = 0.0 if s is None else s.score * calibration
             drafter_expected = self.drafter.expected_accepted(r.req_id, r.max_tokens)
             tokens += 1.0 + suffix_expected
@@ -162,6 +173,7 @@ class HybridProposer:
                 for_drafter = []
         if for_drafter:
             self._skipped_in_a_row = 0
+        for_drafter = sorted(for_drafter + chosen)
         for i in for_drafter:
             s = suffix_drafts[i]
             out[i] = None

@@ -31,6 +31,10 @@ class ProposeRequest:
     # (H,) the target's final-norm hidden state at the position that produced last_token;
     # None when the engine does not provide hidden states (suffix-only serving).
     hidden_state: torch.Tensor | None = None
+    # The draft must depend on this request's own tokens only, never on other requests,
+    # the clock or the batch: a seeded request sampled at temperature > 0 reproduces its
+    # output only if its drafts do (the rejection sampler's draws depend on the draft).
+    reproducible: bool = False
 
 
 @runtime_checkable

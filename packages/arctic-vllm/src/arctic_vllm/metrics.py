@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from .metrics_export import FAILURES, SOURCE_COUNTERS, SnapshotWriter, metrics_dir
+
 logger = logging.getLogger("vllm.arctic")
 
 _PROM: dict[str, Any] = {}
@@ -31,22 +33,11 @@ def _prometheus() -> dict[str, Any]:
     if not _PROM:
         from prometheus_client import Counter
 
-        labels = ["source"]
-        _PROM["drafts"] = Counter(
-            "vllm:arctic_spec_decode_num_drafts", "Drafts proposed, by source.", labels
-        )
-        _PROM["draft_tokens"] = Counter(
-            "vllm:arctic_spec_decode_num_draft_tokens", "Draft tokens verified, by source.", labels
-        )
-        _PROM["accepted"] = Counter(
-            "vllm:arctic_spec_decode_num_accepted_tokens",
-            "Draft tokens accepted, by source.",
-            labels,
-        )
-        _PROM["failures"] = Counter(
-            "vllm:arctic_spec_decode_proposer_failures",
-            "Steps run without speculation because the proposer raised.",
-        )
+        for key, field in (("drafts", "drafts"), ("draft_tokens", "draft_tokens"),
+                           ("accepted", "accepted_tokens")):  # fmt: skip
+            name, help_text = SOURCE_COUNTERS[field]
+            _PROM[key] = Counter(name, help_text, ["source"])
+        _PROM["failures"] = Counter(*FAILURES)
     for counter in _PROM.values():
         if counter not in REGISTRY._collector_to_names:  # same check as vLLM's unregister
             REGISTRY.register(counter)
@@ -87,6 +78,10 @@ class ArcticMetrics:
         self._last_log = time.monotonic()
         self._labelled: dict[str, tuple[Any, Any, Any]] = {}
         _prometheus()  # created (and registered) with the first engine
+        # Behind `vllm serve` this process is not the one serving /metrics: snapshots go to
+        # the directory the plugin named (arctic_vllm.metrics_export).
+        directory = metrics_dir()
+        self.exporter = SnapshotWriter(self, directory) if directory is not None else None
 
     def record(self, req_id: str, source: str, num_draft: int, num_accepted: int) -> None:
         c = self.sources.setdefault(source, SourceCounts())

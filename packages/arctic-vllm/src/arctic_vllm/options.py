@@ -20,6 +20,40 @@ NAMESPACE_SOURCES = ("none", "lora", "request")
 REQUEST_SPECULATION = "speculation"  # False: no speculation for this request
 REQUEST_MAX_TOKENS = "max_speculative_tokens"  # cap on draft tokens per step
 REQUEST_NAMESPACE = "suffix_namespace"  # the global-tree namespace, when source="request"
+# What the OpenAI server delivers for `vllm_xargs` values: its schema is str | int | float,
+# so JSON `false` arrives as 0 and `"false"` as a string. Every spelling means the same.
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def request_flag(key: str, value: Any) -> bool:
+    """A per-request boolean from ``extra_args``: a bool, 0 / 1, or "true" / "false" (any
+    case; also yes/no, on/off). Raises ValueError naming the key and the value otherwise."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(
+        f'extra_args[{key!r}] = {value!r} is not a boolean (true/false, 1/0, "true"/"false")'
+    )
+
+
+def request_count(key: str, value: Any) -> int:
+    """A per-request count >= 0 from ``extra_args``: an int, an integral float (3.0), or
+    its decimal string ("3"). Raises ValueError naming the key and the value otherwise."""
+    number: Any = value
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+        raise ValueError(f"extra_args[{key!r}] = {value!r} is not an int >= 0")
+    return number
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,10 @@ def register() -> list[str]:
 
     check_vllm_version(vllm.__version__)
     from . import patches
+    from .metrics_export import share_across_processes
 
     patched = patches.apply_all()
+    share_across_processes()
     _registered = [r.target for r in patches.LEDGER]
     logger.warning(
         "arctic-vllm %s: speculative_config methods 'arctic' and 'suffix' are served by "

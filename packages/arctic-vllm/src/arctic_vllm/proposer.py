@@ -40,10 +40,15 @@ from .options import (
     REQUEST_NAMESPACE,
     REQUEST_SPECULATION,
     ArcticOptions,
+    request_count,
+    request_flag,
 )
 from .patches.speculative_config import OPTIONS_ATTR
 
 logger = logging.getLogger("vllm.arctic")
+
+# Seeded sampled requests get a global-tree namespace of their own: "arctic.seeded/<id>".
+PRIVATE_NAMESPACE = "arctic.seeded/"
 
 
 def _suffix_proposer(o: ArcticOptions) -> SuffixProposer:
@@ -88,6 +93,7 @@ class ArcticProposer:
         self.proposer: Proposer | None = self.suffix if options.method == "suffix" else None
         self._fed: dict[str, list[int]] = {}  # what each request's proposer state holds
         self._last_draft: dict[str, Draft] = {}
+        self._private: set[str] = set()  # seeded sampled requests (see _is_seeded_sample)
         self._logged_failure = False
         if options.method == "suffix":
             logger.info(
@@ -260,7 +266,16 @@ class ArcticProposer:
             candidates.append((i, req_id, room, int(sampled[-1]), hidden))
         plan = self.policy.plan(len(candidates), [c[1] for c in candidates])
         active = [
-            (i, ProposeRequest(req_id, min(room, plan[req_id]), last, hidden))
+            (
+                i,
+                ProposeRequest(
+                    req_id,
+                    min(room, plan[req_id]),
+                    last,
+                    hidden,
+                    reproducible=req_id in self._private,
+                ),
+            )  # fmt: skip
             for i, req_id, room, last, hidden in candidates
             if plan[req_id] > 0
         ]
@@ -314,7 +329,13 @@ class ArcticProposer:
         if fed is None:
             num_prompt = int(batch.num_prompt_tokens[index])
             prompt = [int(t) for t in tokens[:num_prompt]]
-            self.proposer.start_request(req_id, prompt, self._namespace(runner, req_id))
+            namespace = self._namespace(runner, req_id)
+            if self._is_seeded_sample(runner, req_id):
+                # Drafts from its own tokens only: a namespace no other request shares, and
+                # its response is evicted when it stops (see _stop).
+                self._private.add(req_id)
+                namespace = f"{PRIVATE_NAMESPACE}{req_id}"
+            self.proposer.start_request(req_id, prompt, namespace)
             self._configure(runner, req_id)
             fed = self._fed[req_id] = prompt
         if num_tokens > len(fed):
@@ -330,10 +351,25 @@ class ArcticProposer:
         self.metrics.finish(req_id)
         if self.proposer is not None:
             self.proposer.stop_request(req_id)
+        if req_id in self._private:
+            self._private.discard(req_id)
+            if self.suffix is not None:
+                try:
+                    self.suffix.cache.evict(req_id)  # nobody reads its private namespace
+                except KeyError:
+                    pass  # not cached (an empty response, or the cache is off)
 
     @staticmethod
     def _sampling_params(runner: Any, req_id: str) -> Any:
         return getattr(runner.requests.get(req_id), "sampling_params", None)
+
+    def _is_seeded_sample(self, runner: Any, req_id: str) -> bool:
+        """Seeded and sampled: its output reproduces only if its drafts do (vLLM's
+        rejection sampler draws per draft token from the request's own generator)."""
+        params = self._sampling_params(runner, req_id)
+        seed = getattr(params, "seed", None)
+        temperature = getattr(params, "temperature", 0.0) or 0.0
+        return seed is not None and float(temperature) > 0.0
 
     def _output_left(self, runner: Any, index: int, req_id: str, num_tokens: int) -> int | None:
         """Tokens the request may still generate (None: no max_tokens to go by)."""
@@ -349,20 +385,17 @@ class ArcticProposer:
 
     def _configure(self, runner: Any, req_id: str) -> None:
         extra = self._extra_args(runner, req_id)
-        enabled = extra.get(REQUEST_SPECULATION, True)
-        cap = extra.get(REQUEST_MAX_TOKENS)
-        if not isinstance(enabled, bool):
-            logger.warning(
-                "arctic: request %s: extra_args[%r] = %r is not a bool; speculation stays on",
-                req_id, REQUEST_SPECULATION, enabled,
-            )  # fmt: skip
-            enabled = True
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
-            logger.warning(
-                "arctic: request %s: extra_args[%r] = %r is not an int >= 0; ignored",
-                req_id, REQUEST_MAX_TOKENS, cap,
-            )  # fmt: skip
-            cap = None
+        enabled, cap = True, None
+        try:
+            if REQUEST_SPECULATION in extra:
+                enabled = request_flag(REQUEST_SPECULATION, extra[REQUEST_SPECULATION])
+        except ValueError as exc:
+            logger.warning("arctic: request %s: %s; speculation stays on", req_id, exc)
+        try:
+            if extra.get(REQUEST_MAX_TOKENS) is not None:
+                cap = request_count(REQUEST_MAX_TOKENS, extra[REQUEST_MAX_TOKENS])
+        except ValueError as exc:
+            logger.warning("arctic: request %s: %s; ignored", req_id, exc)
         self.policy.set_request(req_id, enabled=enabled, max_tokens=cap)
 
     def _namespace(self, runner: Any, req_id: str) -> str:

