@@ -18,6 +18,7 @@ logged once with its traceback and counted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -354,10 +355,10 @@ class ArcticProposer:
         if req_id in self._private:
             self._private.discard(req_id)
             if self.suffix is not None:
-                try:
-                    self.suffix.cache.evict(req_id)  # nobody reads its private namespace
-                except KeyError:
-                    pass  # not cached (an empty response, or the cache is off)
+                # Nobody reads its private namespace; KeyError: it was not cached (an
+                # empty response, or the global cache is off).
+                with contextlib.suppress(KeyError):
+                    self.suffix.cache.evict(req_id)
 
     @staticmethod
     def _sampling_params(runner: Any, req_id: str) -> Any:
