@@ -266,17 +266,9 @@ class ArcticProposer:
                 hidden = sample_hidden_states[row_offset + len(sampled) - 1]
             candidates.append((i, req_id, room, int(sampled[-1]), hidden))
         plan = self.policy.plan(len(candidates), [c[1] for c in candidates])
+        private = self._private
         active = [
-            (
-                i,
-                ProposeRequest(
-                    req_id,
-                    min(room, plan[req_id]),
-                    last,
-                    hidden,
-                    reproducible=req_id in self._private,
-                ),
-            )  # fmt: skip
+            (i, ProposeRequest(req_id, min(room, plan[req_id]), last, hidden, req_id in private))
             for i, req_id, room, last, hidden in candidates
             if plan[req_id] > 0
         ]
