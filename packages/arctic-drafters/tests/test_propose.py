@@ -87,3 +87,64 @@ def test_draft_loop_compiles_without_graph_breaks(small_config):
         compiled_topk(hidden, last, n, 3), model.propose_topk(hidden, last, n, 3), strict=True
     ):
         assert torch.equal(a, b)
+
+
+def _tiny_speculator(kind: str):
+    from arctic_drafters import LSTMSpeculatorConfig, MLPSpeculatorConfig, build_speculator
+
+    torch.manual_seed(0)
+    config = (MLPSpeculatorConfig if kind == "mlp" else LSTMSpeculatorConfig)(
+        vocab_size=11, hidden_size=8, inner_dim=8, n_predict=3
+    )
+    return build_speculator(config).eval()
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+def test_sampled_drafts_follow_the_softmax_at_the_requested_temperature(kind):
+    spec = _tiny_speculator(kind)
+    hidden = torch.randn(1, 8).expand(20000, 8).contiguous()
+    last = torch.full((20000,), 3)
+    temps = torch.full((20000,), 0.7)
+    tokens, probs = spec.propose_sampled(hidden, last, 2, temps)
+    assert tokens.shape == (20000, 2) and probs.shape == (20000, 2, 11)
+    want = torch.softmax(spec.head_logits(0, spec.step(0, *spec.initial_state(hidden[:1]),
+                                          last[:1])[0]).float() / 0.7, -1)[0]  # fmt: skip
+    assert torch.allclose(probs[0, 0], want, atol=1e-6)
+    freq = torch.bincount(tokens[:, 0], minlength=11).float() / 20000
+    assert torch.allclose(freq, want, atol=0.015)  # ~4 sigma at 20k draws
+    # The second head reads the sampled first token: its q differs between rows.
+    assert not torch.allclose(probs[tokens[:, 0] == tokens[0, 0], 1][0],
+                              probs[tokens[:, 0] != tokens[0, 0], 1][0])  # fmt: skip
+    picked = probs.gather(2, tokens.unsqueeze(2)).squeeze(2)
+    assert bool((picked > 0).all())  # never a token of zero mass
+
+
+def test_sampled_drafts_at_temperature_zero_are_greedy_with_one_hot_probs():
+    spec = _tiny_speculator("lstm")
+    hidden, last = torch.randn(4, 8), torch.tensor([1, 2, 3, 4])
+    tokens, probs = spec.propose_sampled(hidden, last, 3, torch.zeros(4))
+    assert torch.equal(tokens, spec.propose(hidden, last, 3))
+    assert torch.equal(probs.argmax(-1), tokens) and torch.equal(probs.sum(-1), torch.ones(4, 3))
+
+
+def test_sampled_drafts_reproduce_per_row_generator_whatever_the_batch():
+    spec = _tiny_speculator("mlp")
+    hidden, last = torch.randn(3, 8), torch.tensor([1, 2, 3])
+    temps = torch.tensor([1.0, 1.0, 0.0])
+
+    def row0(batch: int) -> torch.Tensor:
+        gens = [torch.Generator().manual_seed(42)] + [torch.Generator() for _ in range(batch - 1)]
+        return spec.propose_sampled(hidden[:batch], last[:batch], 3, temps[:batch], gens)[0][0]
+
+    assert torch.equal(row0(1), row0(3))
+
+
+def test_sampled_drafts_refuse_bad_inputs():
+    spec = _tiny_speculator("mlp")
+    hidden, last = torch.randn(2, 8), torch.tensor([1, 2])
+    with pytest.raises(ValueError, match="temperatures must be >= 0"):
+        spec.propose_sampled(hidden, last, 1, torch.tensor([1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"temperatures must be \(2,\)"):
+        spec.propose_sampled(hidden, last, 1, torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="1 generators for a batch of 2"):
+        spec.propose_sampled(hidden, last, 1, torch.ones(2), [None])

@@ -113,3 +113,28 @@ def test_fp8_drafter_proposer_runs():
     p = DrafterProposer(_speculator("lstm"), fp8=True)
     [d] = p.propose([ProposeRequest("x", 3, 1, torch.randn(20))])
     assert d is not None and len(d) == 3
+
+
+def test_drafter_proposer_samples_sampled_requests_and_returns_their_q():
+    spec = _speculator("lstm")
+    p = DrafterProposer(spec)
+    hidden, last = torch.randn(2, 20), torch.tensor([1, 2])
+    batch = [
+        ProposeRequest("greedy", 3, 1, hidden[0]),
+        ProposeRequest("sampled", 2, 2, hidden[1], temperature=0.8,
+                       generator=torch.Generator().manual_seed(5)),
+    ]  # fmt: skip
+    for r in batch:
+        p.start_request(r.req_id, [0])
+    greedy, sampled = p.propose(batch)
+    assert greedy is not None and greedy.probs is None  # deterministic: one-hot implied
+    assert list(greedy.token_ids) == spec.propose(hidden[:1], last[:1], 3)[0].tolist()
+    assert sampled is not None and sampled.probs is not None
+    assert sampled.probs.shape == (2, 61) and len(sampled) == 2
+    q_of_draft = sampled.probs.gather(1, torch.tensor(sampled.token_ids).unsqueeze(1))
+    assert bool((q_of_draft > 0).all())
+    # The same seed, alone in its batch: the same draft and q.
+    [alone] = p.propose([ProposeRequest("sampled", 2, 2, hidden[1], temperature=0.8,
+                                        generator=torch.Generator().manual_seed(5))])  # fmt: skip
+    assert alone is not None and alone.token_ids == sampled.token_ids
+    assert alone.probs is not None and torch.allclose(alone.probs, sampled.probs)

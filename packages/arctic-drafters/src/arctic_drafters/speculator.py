@@ -8,6 +8,7 @@ runs over a Python int fixed at call time), so a draft call can be captured by
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -110,6 +111,52 @@ class Speculator(nn.Module):
         return torch.stack(out, 1)
 
     @torch.no_grad()
+    def propose_sampled(
+        self,
+        hidden_states: torch.Tensor,
+        last_tokens: torch.Tensor,
+        n: int,
+        temperatures: torch.Tensor,
+        generators: Sequence[torch.Generator | None] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled draft for speculative sampling (arXiv 2211.17192): head i draws token i+1
+        from q_i = softmax(logits_i / T) and the next head reads that token. Rows with
+        T == 0 take the argmax and a one-hot q. Returns ``(tokens, probs)``: (B, n) and the
+        (B, n, V) float32 distributions the tokens were drawn from, which the verifier
+        needs to stay lossless. ``generators[b]`` draws row b (None: torch's default)."""
+        self._check_inputs(hidden_states, last_tokens)
+        self._check_heads(n)
+        batch = hidden_states.shape[0]
+        if temperatures.shape != (batch,):
+            raise ValueError(f"temperatures must be ({batch},), got {tuple(temperatures.shape)}")
+        if not bool((temperatures >= 0).all()):
+            raise ValueError(f"temperatures must be >= 0, got {temperatures.tolist()}")
+        if generators is not None and len(generators) != batch:
+            raise ValueError(f"{len(generators)} generators for a batch of {batch}")
+        temperatures = temperatures.to(hidden_states.device, torch.float32)
+        sampled = temperatures > 0
+        scale = torch.where(sampled, temperatures, torch.ones_like(temperatures)).unsqueeze(1)
+        state, cell = self.initial_state(hidden_states)
+        tokens = last_tokens
+        out_tokens, out_probs = [], []
+        for i in range(n):
+            state, cell = self.step(i, state, cell, tokens)
+            logits = self.head_logits(i, state).float()  # (B, V)
+            greedy = logits.argmax(-1)
+            probs = torch.softmax(logits / scale, dim=-1)
+            # Inverse-CDF draw with u in (0, total]: a token of zero mass is never drawn.
+            cdf = probs.cumsum(-1)
+            u = 1.0 - _uniforms(batch, generators, probs.device)  # (B,) in (0, 1]
+            drawn = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).squeeze(1)
+            drawn = drawn.clamp_(max=probs.shape[1] - 1)
+            probs = probs / cdf[:, -1:]  # exactly the distribution the draw used
+            tokens = torch.where(sampled, drawn, greedy)
+            one_hot = torch.nn.functional.one_hot(greedy, probs.shape[1]).to(probs.dtype)
+            out_probs.append(torch.where(sampled.unsqueeze(1), probs, one_hot))
+            out_tokens.append(tokens)
+        return torch.stack(out_tokens, 1), torch.stack(out_probs, 1)
+
+    @torch.no_grad()
     def propose_topk(
         self, hidden_states: torch.Tensor, last_tokens: torch.Tensor, n: int, k: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,3 +181,15 @@ class Speculator(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _uniforms(
+    batch: int, generators: Sequence[torch.Generator | None] | None, device: torch.device
+) -> torch.Tensor:
+    """One U[0, 1) draw per row, row b from ``generators[b]`` (one call per row: a seeded
+    request's stream must not depend on what else is in the batch)."""
+    if generators is None:
+        return torch.rand(batch, device=device)
+    return torch.cat(
+        [torch.rand(1, generator=g, device=device) for g in generators]
+    )  # fmt: skip

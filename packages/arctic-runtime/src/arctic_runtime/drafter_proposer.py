@@ -101,9 +101,22 @@ class DrafterProposer:
         hidden = hidden.to(self.device, self.dtype)
         last = torch.tensor([r.last_token for r in batch], dtype=torch.long, device=self.device)
         n = min(self.num_tokens, max(r.max_tokens for r in batch))
-        tokens = self._run(hidden, last, n).tolist()  # (B, n)
+        probs: torch.Tensor | None = None
+        if any(r.temperature > 0 for r in batch):
+            # Sampled requests: tokens drawn from q at the request's temperature, with q
+            # for the verifier (greedy rows of the batch stay argmax). Eager: the captured
+            # or compiled loop is the greedy chain.
+            temps = torch.tensor([max(r.temperature, 0.0) for r in batch])
+            sampled, probs = self.speculator.propose_sampled(
+                hidden, last, n, temps, [r.generator for r in batch]
+            )
+            tokens = sampled.tolist()
+        else:
+            tokens = self._run(hidden, last, n).tolist()  # (B, n)
         drafts: list[Draft | None] = []
-        for r, row in zip(batch, tokens, strict=True):
+        for b, (r, row) in enumerate(zip(batch, tokens, strict=True)):
             k = min(r.max_tokens, n)
-            drafts.append(Draft.path(row[:k], DRAFTER, self.expected_accepted(r.req_id, k)))
+            score = self.expected_accepted(r.req_id, k)
+            q = probs[b, :k] if probs is not None and r.temperature > 0 else None
+            drafts.append(Draft(tuple(int(t) for t in row[:k]), DRAFTER, score, None, q))
         return drafts

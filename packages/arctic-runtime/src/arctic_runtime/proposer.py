@@ -35,6 +35,13 @@ class ProposeRequest:
     # the clock or the batch: a seeded request sampled at temperature > 0 reproduces its
     # output only if its drafts do (the rejection sampler's draws depend on the draft).
     reproducible: bool = False
+    # The request's sampling temperature. > 0: a drafter samples its draft from its own
+    # distribution at this temperature and returns it (Draft.probs), which accepts far more
+    # than proposing its argmax (measured: tools/bench_draft_sampling.py); 0: greedy.
+    temperature: float = 0.0
+    # Draws this request's sampled draft tokens (None: torch's default generator); seeded
+    # per request, a seeded request's drafts reproduce.
+    generator: torch.Generator | None = None
 
 
 @runtime_checkable

@@ -88,6 +88,10 @@ class ArcticOptions:
     # Without CUDA graphs (the CPU): torch.compile the draft loop at start-up (seconds, once
     # per process); measured here 1.5x faster drafts inside vLLM. Eager if it fails.
     drafter_compile: bool = True
+    # At temperature > 0 the drafter samples its draft from its own distribution and hands
+    # that distribution to vLLM's rejection sampler (lossless either way); measured on the
+    # bundled drafters: 3.9x the accepted length of argmax drafts at T=1. False: argmax.
+    drafter_sampling: bool = True
     # Throttling (arctic-runtime SpeculationPolicy).
     soft_batch_cap: int | None = None  # above: draft length tapers
     hard_batch_cap: int | None = None  # at and above: no speculation
@@ -123,6 +127,7 @@ _ALIASES: dict[str, str] = {
     "drafter_int8": "drafter_int8",
     "drafter_cuda_graph": "drafter_cuda_graph",
     "drafter_compile": "drafter_compile",
+    "drafter_sampling": "drafter_sampling",
     "soft_batch_cap": "soft_batch_cap",
     "hard_batch_cap": "hard_batch_cap",
     "backoff_threshold": "backoff_threshold",
@@ -135,6 +140,7 @@ _BOOL_FIELDS = (
     "drafter_fp8",
     "drafter_cuda_graph",
     "drafter_compile",
+    "drafter_sampling",
     "suffix_adaptive",
     "suffix_extend",
 )
@@ -146,6 +152,7 @@ _DRAFTER_FIELDS = (
     "drafter_int8",
     "drafter_cuda_graph",
     "drafter_compile",
+    "drafter_sampling",
     "hybrid_drafter_cost",
 )
 

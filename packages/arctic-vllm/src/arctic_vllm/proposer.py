@@ -34,6 +34,7 @@ from arctic_runtime.policy import SpeculationPolicy
 from arctic_runtime.proposer import Proposer, ProposeRequest
 from arctic_runtime.suffix_proposer import SuffixProposer
 
+from .draft_probs import can_hand_draft_probs, hand_draft_probs
 from .exceptions import ArcticConfigError
 from .metrics import ArcticMetrics
 from .options import (
@@ -50,6 +51,8 @@ logger = logging.getLogger("vllm.arctic")
 
 # Seeded sampled requests get a global-tree namespace of their own: "arctic.seeded/<id>".
 PRIVATE_NAMESPACE = "arctic.seeded/"
+# Sampled draft tokens use a stream apart from vLLM's (which verifies them): seed ^ salt.
+DRAFT_SEED_SALT = 0x5EED_A2C7
 
 
 def _suffix_proposer(o: ArcticOptions) -> SuffixProposer:
@@ -95,6 +98,9 @@ class ArcticProposer:
         self._fed: dict[str, list[int]] = {}  # what each request's proposer state holds
         self._last_draft: dict[str, Draft] = {}
         self._private: set[str] = set()  # seeded sampled requests (see _is_seeded_sample)
+        self._device = torch.device("cpu")  # the drafter's, once load_model has run
+        self._generators: dict[str, torch.Generator] = {}  # seeded requests' draft draws
+        self._shared_generator: torch.Generator | None = None  # unseeded requests'
         self._logged_failure = False
         if options.method == "suffix":
             logger.info(
@@ -133,6 +139,9 @@ class ArcticProposer:
             loop.capture()
             runner = loop
         self.drafter = DrafterProposer(speculator, n, draft_runner=runner)
+        self._device = param.device
+        self._shared_generator = torch.Generator(param.device)
+        self._shared_generator.manual_seed(DRAFT_SEED_SALT)
         # A DraftLoop says how it drafts ("cuda_graph", "compiled", or "eager" after a
         # failed compilation); other runners are named by their class.
         self.draft_mode = (
@@ -266,15 +275,15 @@ class ArcticProposer:
                 hidden = sample_hidden_states[row_offset + len(sampled) - 1]
             candidates.append((i, req_id, room, int(sampled[-1]), hidden))
         plan = self.policy.plan(len(candidates), [c[1] for c in candidates])
-        private = self._private
         active = [
-            (i, ProposeRequest(req_id, min(room, plan[req_id]), last, hidden, req_id in private))
+            (i, self._request(runner, req_id, min(room, plan[req_id]), last, hidden))
             for i, req_id, room, last, hidden in candidates
             if plan[req_id] > 0
         ]
         if not active:
             return
         proposed = self.proposer.propose([r for _, r in active])
+        sampled: dict[int, Draft] = {}
         for (i, r), draft in zip(active, proposed, strict=True):
             if draft is None or len(draft) == 0:
                 continue
@@ -283,6 +292,26 @@ class ArcticProposer:
                 raise ValueError("vLLM verifies one path per request; a tree draft was proposed")
             self._last_draft[r.req_id] = draft
             drafts[i] = list(draft.token_ids)
+            sampled[i] = draft
+        if any(d.probs is not None for d in sampled.values()):
+            hand_draft_probs(runner, sampled, num_reqs=len(batch.req_ids))
+
+    def _request(
+        self, runner: Any, req_id: str, max_tokens: int, last: int, hidden: torch.Tensor | None
+    ) -> ProposeRequest:
+        temperature, generator = 0.0, None
+        if (
+            self.drafter is not None
+            and self.options.drafter_sampling
+            and can_hand_draft_probs(runner)
+        ):
+            params = self._sampling_params(runner, req_id)
+            temperature = float(getattr(params, "temperature", 0.0) or 0.0)
+            if temperature > 0:
+                generator = self._generators.get(req_id, self._shared_generator)
+        return ProposeRequest(
+            req_id, max_tokens, last, hidden, req_id in self._private, temperature, generator
+        )
 
     # -- per-request bookkeeping ------------------------------------------------------------
     def _feedback(self, req_id: str, scheduled: Sequence[int], num_accepted: int) -> None:
@@ -325,9 +354,14 @@ class ArcticProposer:
             namespace = self._namespace(runner, req_id)
             if self._is_seeded_sample(runner, req_id):
                 # Drafts from its own tokens only: a namespace no other request shares, and
-                # its response is evicted when it stops (see _stop).
+                # its response is evicted when it stops (see _stop); sampled drafter tokens
+                # from a generator of its own, seeded by the request's seed.
                 self._private.add(req_id)
                 namespace = f"{PRIVATE_NAMESPACE}{req_id}"
+                seed = int(self._sampling_params(runner, req_id).seed)
+                self._generators[req_id] = torch.Generator(self._device).manual_seed(
+                    seed ^ DRAFT_SEED_SALT
+                )
             self.proposer.start_request(req_id, prompt, namespace)
             self._configure(runner, req_id)
             fed = self._fed[req_id] = prompt
@@ -344,6 +378,7 @@ class ArcticProposer:
         self.metrics.finish(req_id)
         if self.proposer is not None:
             self.proposer.stop_request(req_id)
+        self._generators.pop(req_id, None)
         if req_id in self._private:
             self._private.discard(req_id)
             if self.suffix is not None:

@@ -29,6 +29,9 @@ def apply() -> bool:
 
         drafter = getattr(self, "drafter", None)
         if isinstance(drafter, ArcticProposer):
+            from ..draft_probs import clear_draft_probs
+
+            clear_draft_probs(self)  # as vLLM's own body does first; set again if sampled
             return drafter.propose_for_runner(
                 self, scheduler_output, sampled_token_ids, sample_hidden_states,
                 spec_decode_metadata,
