@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from arctic_drafters import LSTMSpeculatorConfig, MLPSpeculatorConfig
-from arctic_drafters.config import config_from_dict
+from arctic_drafters import LSTMSpeculatorConfig, MLPSpeculatorConfig, build_speculator
+from arctic_drafters.config import MAX_PARAMETERS, config_from_dict
 
 
 @pytest.mark.parametrize(
@@ -20,6 +20,24 @@ from arctic_drafters.config import config_from_dict
         (MLPSpeculatorConfig, {"norm_eps": 0.0}, "norm_eps must be a float in"),
         (LSTMSpeculatorConfig, {"method": "gru"}, "method must be one of .*'gru'"),
         (LSTMSpeculatorConfig, {"tie_lstm_embs": "yes"}, "tie_lstm_embs must be a bool"),
+        (
+            MLPSpeculatorConfig,
+            {"vocab_size": 10**11},
+            "vocab_size must be <= 4194304, got 100000000000 ",
+        ),
+        (
+            MLPSpeculatorConfig,
+            {"vocab_size": 1e11},
+            r"vocab_size must be a positive int, got 100000000000\.0",
+        ),
+        (MLPSpeculatorConfig, {"hidden_size": 65537}, "hidden_size must be <= 65536"),
+        (LSTMSpeculatorConfig, {"inner_dim": 2**40}, "inner_dim must be <= 65536"),
+        (MLPSpeculatorConfig, {"n_predict": 33}, "n_predict must be <= 32, got 33"),
+        (
+            MLPSpeculatorConfig,  # every size within its limit, but 4M x 65536 x 2 in all
+            {"vocab_size": 4_000_000, "inner_dim": 65536},
+            rf"more than MAX_PARAMETERS={MAX_PARAMETERS} .*lower inner_dim",
+        ),
     ],
 )
 def test_validation_names_field_and_value(cls, kwargs, message):
@@ -46,3 +64,19 @@ def test_unknown_fields_and_kinds_are_rejected():
         config_from_dict(MLPSpeculatorConfig(10, 8, 4).to_dict() | {"method": "sum_lstm"})
     with pytest.raises(ValueError, match="kind must be"):
         config_from_dict({"kind": "gru"})
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        MLPSpeculatorConfig(61, 20, 12),
+        MLPSpeculatorConfig(61, 20, 12, n_predict=4, tie_weights=False),
+        MLPSpeculatorConfig(61, 20, 12, n_predict=2),
+        LSTMSpeculatorConfig(61, 20, 12),
+        LSTMSpeculatorConfig(61, 20, 12, n_predict=5, tie_weights=False, tie_lstm_embs=False),
+        LSTMSpeculatorConfig(61, 20, 12, method="sum_rnn", tie_weights=False),
+        LSTMSpeculatorConfig(61, 20, 12, method="sum_rnn", tie_lstm_embs=False),
+    ],
+)
+def test_parameter_count_is_the_built_models(config):
+    assert config.parameter_count() == build_speculator(config).num_parameters()

@@ -1,6 +1,5 @@
-// Thin pybind11 layer: convert and validate inputs while holding the GIL, then release it
-// for the C++ work. Bad input raises before anything is mutated.
-#include <pybind11/numpy.h>
+// Thin pybind11 layer: convert and validate inputs while holding the GIL (py_convert.h),
+// then release it for the C++ work. Bad input raises before anything is mutated.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -11,6 +10,8 @@
 #include <string>
 
 #include "cache_file.h"
+#include "file_io.h"
+#include "py_convert.h"
 #include "suffix_cache.h"
 #include "suffix_tree.h"
 
@@ -19,121 +20,25 @@ using namespace arctic_suffix;
 
 namespace {
 
-// Token ids borrowed from a C-contiguous int32 array (zero-copy) or copied and checked.
-struct Tokens {
-  const Token* data = nullptr;
-  size_t size = 0;
-  std::vector<Token> owned;
-  py::object keep;
-};
-
-[[noreturn]] void bad_token(const char* what, long long v, size_t i) {
-  throw py::value_error(std::string(what) + "[" + std::to_string(i) + "] = " +
-                        std::to_string(v) + " is not a valid token id; ids must be in [0, 2^31)");
-}
-
-Tokens to_tokens(py::handle obj, const char* what) {
-  Tokens out;
-  if (py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj)) {
-    throw py::value_error(std::string(what) + " must be a list of ints or a 1-D int32/int64 "
-                          "numpy array, got " + std::string(py::str(obj.get_type().attr("__name__"))));
-  }
-  // Checked by type name first: no numpy import when numpy is not installed or not used.
-  if (std::strcmp(Py_TYPE(obj.ptr())->tp_name, "numpy.ndarray") == 0) {
-    py::array arr = py::reinterpret_borrow<py::array>(obj);
-    if (arr.ndim() != 1) {
-      throw py::value_error(std::string(what) + " must be a 1-D array, got ndim=" +
-                            std::to_string(arr.ndim()));
-    }
-    const char kind = arr.dtype().kind();
-    const ssize_t itemsize = arr.itemsize();
-    if (kind != 'i' || (itemsize != 4 && itemsize != 8)) {
-      throw py::value_error(std::string(what) + " must have dtype int32 or int64, got " +
-                            std::string(py::str(arr.dtype())));
-    }
-    const size_t n = static_cast<size_t>(arr.shape(0));
-    const ssize_t stride = n > 0 ? arr.strides(0) / itemsize : 1;
-    out.size = n;
-    if (itemsize == 4) {
-      const Token* p = static_cast<const Token*>(arr.data());
-      for (size_t i = 0; i < n; ++i) {
-        if (p[i * stride] < 0) bad_token(what, p[i * stride], i);
-      }
-      if (stride == 1 || n <= 1) {  // zero-copy: the array is kept alive, not copied
-        out.data = p;
-        out.keep = py::reinterpret_borrow<py::object>(obj);
-        return out;
-      }
-      out.owned.resize(n);
-      for (size_t i = 0; i < n; ++i) out.owned[i] = p[i * stride];
-    } else {
-      const int64_t* p = static_cast<const int64_t*>(arr.data());
-      out.owned.resize(n);
-      for (size_t i = 0; i < n; ++i) {
-        int64_t v = p[i * stride];
-        if (v < 0 || v > INT32_MAX) bad_token(what, v, i);
-        out.owned[i] = static_cast<Token>(v);
-      }
-    }
-    out.data = out.owned.data();
-    return out;
-  }
-  if (!py::isinstance<py::sequence>(obj)) {
-    throw py::value_error(std::string(what) + " must be a list of ints or a 1-D int32/int64 "
-                          "numpy array, got " + std::string(py::str(obj.get_type().attr("__name__"))));
-  }
-  py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
-  size_t n = py::len(seq);
-  out.owned.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    py::object item = seq[i];
-    if (!PyLong_Check(item.ptr()) || PyBool_Check(item.ptr())) {
-      throw py::value_error(std::string(what) + "[" + std::to_string(i) + "] must be an int, got " +
-                            std::string(py::str(item.get_type().attr("__name__"))));
-    }
-    int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(item.ptr(), &overflow);
-    if (overflow != 0) {
-      throw py::value_error(std::string(what) + "[" + std::to_string(i) + "] = " +
-                            std::string(py::str(item)) + " is not a valid token id; ids must be in [0, 2^31)");
-    }
-    if (v < 0 || v > INT32_MAX) bad_token(what, v, i);
-    out.owned[i] = static_cast<Token>(v);
-  }
-  out.data = out.owned.data();
-  out.size = n;
-  return out;
-}
-
-// Request ids may be str or int (vLLM uses str); keys are tagged ("s"/"i") so that "5" and
-// 5 stay distinct and ids round-trip with their type.
-std::string key_of(const py::handle& obj) {
-  if (py::isinstance<py::str>(obj)) return "s" + obj.cast<std::string>();
-  if (PyLong_Check(obj.ptr()) && !PyBool_Check(obj.ptr())) {
-    int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(obj.ptr(), &overflow);
-    if (overflow == 0) return "i" + std::to_string(v);
-  }
-  throw py::value_error("request id must be a str or a 64-bit int, got " +
-                        std::string(py::repr(obj)));
-}
-
-py::object id_of(const std::string& key) {
-  if (key[0] == 'i') return py::int_(std::stoll(key.substr(1)));
-  return py::str(key.substr(1));
-}
-
-DraftParams params(std::optional<int> max_spec_tokens, double factor, double offset,
-                   double min_prob, bool tree, int max_depth) {
+// Every numeric and boolean knob of a draft; each refusal names the parameter and value.
+DraftParams params(py::handle max_spec_tokens, py::handle factor, py::handle offset,
+                   py::handle min_prob, py::handle tree, int max_depth) {
   DraftParams p;
-  p.max_spec_tokens = max_spec_tokens.value_or(max_depth);
-  p.max_spec_factor = factor;
-  p.max_spec_offset = offset;
-  p.min_token_prob = min_prob;
-  p.tree = tree;
+  p.max_spec_tokens = static_cast<int>(
+      optional_int_arg(max_spec_tokens, "max_spec_tokens", 0, kMaxSpecTokens).value_or(max_depth));
+  p.max_spec_factor = float_arg(factor, "max_spec_factor");
+  p.max_spec_offset = float_arg(offset, "max_spec_offset");
+  p.min_token_prob = float_arg(min_prob, "min_token_prob");
+  p.tree = bool_arg(tree, "tree");
   validate(p);
   return p;
 }
+
+int depth_arg(py::handle v) {
+  return static_cast<int>(int_arg(v, "max_depth", 1, kMaxDepthLimit));
+}
+
+int64_t seq_arg(py::handle v) { return int_arg(v, "seq_id", INT64_MIN, INT64_MAX); }
 
 struct PyTree {
   explicit PyTree(int d) : tree(d) {}
@@ -141,19 +46,29 @@ struct PyTree {
   std::mutex mu;  // the tree itself is unsynchronized; Python threads share it through this
 };
 
-Eviction parse_eviction(const std::string& s) {
+Eviction parse_eviction(py::handle v) {
+  const std::string s = str_arg(v, "eviction");
   if (s == "fifo") return Eviction::kFifo;
   if (s == "lru") return Eviction::kLru;
   throw py::value_error("eviction must be 'fifo' or 'lru', got '" + s + "'");
 }
 
-int64_t limit(std::optional<int64_t> v, const char* name) {
-  if (!v) return -1;
-  if (*v < 0) {
-    throw py::value_error(std::string(name) + " must be >= 0 or None (unbounded), got " +
-                          std::to_string(*v));
-  }
-  return *v;
+int64_t limit(py::handle v, const char* name) {
+  // -1: unbounded (None).
+  return optional_int_arg(v, name, 0, INT64_MAX).value_or(-1);
+}
+
+// Messages may quote a path whose bytes are not UTF-8: decode them, never fail on them.
+void set_error(PyObject* cls, const char* what) {
+  PyObject* msg = PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)),
+                                       "backslashreplace");
+  if (msg == nullptr) return;  // the decode error is set instead
+  PyErr_SetObject(cls, msg);
+  Py_DECREF(msg);
+}
+
+PyObject* error_class(const char* name) {
+  return py::module_::import("arctic_suffix.exceptions").attr(name).ptr();
 }
 
 }  // namespace
@@ -164,16 +79,16 @@ PYBIND11_MODULE(_core, m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const FormatError& e) {
-      py::object cls = py::module_::import("arctic_suffix.exceptions").attr("CacheFileError");
-      PyErr_SetString(cls.ptr(), e.what());
+      set_error(error_class("CacheFileError"), e.what());
+    } catch (const PathError& e) {
+      set_error(error_class("CachePathError"), e.what());
     } catch (const arctic_suffix::KeyError& e) {
-      PyErr_SetString(PyExc_KeyError, e.what());
+      set_error(PyExc_KeyError, e.what());
     } catch (const std::logic_error& e) {
       if (dynamic_cast<const std::invalid_argument*>(&e) != nullptr) {
-        PyErr_SetString(PyExc_ValueError, e.what());
+        set_error(PyExc_ValueError, e.what());
       } else {
-        py::object cls = py::module_::import("arctic_suffix.exceptions").attr("IntegrityError");
-        PyErr_SetString(cls.ptr(), e.what());
+        set_error(error_class("IntegrityError"), e.what());
       }
     }
   });
@@ -193,22 +108,26 @@ PYBIND11_MODULE(_core, m) {
       });
 
   py::class_<PyTree>(m, "SuffixTree")
-      .def(py::init<int>(), py::arg("max_depth") = 64)
+      .def(py::init([](py::handle max_depth) { return new PyTree(depth_arg(max_depth)); }),
+           py::arg("max_depth") = 64)
       .def_property_readonly("max_depth", [](PyTree& t) { return t.tree.max_depth(); })
-      .def("extend", [](PyTree& t, int64_t seq_id, py::handle ids) {
+      .def("extend", [](PyTree& t, py::handle seq_id, py::handle ids) {
+        int64_t seq = seq_arg(seq_id);
         Tokens tok = to_tokens(ids, "token_ids");
         py::gil_scoped_release nogil;
         std::lock_guard<std::mutex> lock(t.mu);
-        t.tree.extend(seq_id, tok.data, tok.size);
+        t.tree.extend(seq, tok.data, tok.size);
       }, py::arg("seq_id"), py::arg("token_ids"))
-      .def("remove", [](PyTree& t, int64_t seq_id) {
+      .def("remove", [](PyTree& t, py::handle seq_id) {
+        int64_t seq = seq_arg(seq_id);
         py::gil_scoped_release nogil;
         std::lock_guard<std::mutex> lock(t.mu);
-        t.tree.remove(seq_id);
+        t.tree.remove(seq);
       }, py::arg("seq_id"))
-      .def("__contains__", [](PyTree& t, int64_t seq_id) {
+      .def("__contains__", [](PyTree& t, py::handle seq_id) {
+        int64_t seq = seq_arg(seq_id);
         std::lock_guard<std::mutex> lock(t.mu);
-        return t.tree.contains(seq_id);
+        return t.tree.contains(seq);
       })
       .def("__len__", [](PyTree& t) {
         std::lock_guard<std::mutex> lock(t.mu);
@@ -219,8 +138,9 @@ PYBIND11_MODULE(_core, m) {
         std::lock_guard<std::mutex> lock(t.mu);
         return t.tree.count(tok.data, tok.size);
       }, py::arg("ngram"))
-      .def("speculate", [](PyTree& t, py::handle context, std::optional<int> max_spec_tokens,
-                           double factor, double offset, double min_prob, bool tree) {
+      .def("speculate", [](PyTree& t, py::handle context, py::handle max_spec_tokens,
+                           py::handle factor, py::handle offset, py::handle min_prob,
+                           py::handle tree) {
         Tokens tok = to_tokens(context, "context");
         DraftParams p = params(max_spec_tokens, factor, offset, min_prob, tree, t.tree.max_depth());
         py::gil_scoped_release nogil;
@@ -248,28 +168,29 @@ PYBIND11_MODULE(_core, m) {
       });
 
   py::class_<SuffixCache>(m, "SuffixCache")
-      .def(py::init([](int max_depth, std::optional<int64_t> max_requests,
-                       std::optional<int64_t> max_tokens, const std::string& eviction,
-                       int64_t removal_chunk) {
-             if (removal_chunk <= 0) {
-               throw py::value_error("removal_chunk must be >= 1, got " +
-                                     std::to_string(removal_chunk));
-             }
-             return new SuffixCache(max_depth, limit(max_requests, "max_cached_requests"),
-                                    limit(max_tokens, "max_cached_tokens"),
-                                    parse_eviction(eviction), static_cast<size_t>(removal_chunk));
+      .def(py::init([](py::handle max_depth, py::handle max_requests, py::handle max_tokens,
+                       py::handle eviction, py::handle removal_chunk) {
+             int depth = depth_arg(max_depth);
+             int64_t requests = limit(max_requests, "max_cached_requests");
+             int64_t tokens = limit(max_tokens, "max_cached_tokens");
+             Eviction ev = parse_eviction(eviction);
+             int64_t chunk = int_arg(removal_chunk, "removal_chunk", 1, INT64_MAX);
+             return new SuffixCache(depth, requests, tokens, ev, static_cast<size_t>(chunk));
            }),
            py::arg("max_depth") = 64, py::arg("max_cached_requests") = py::none(),
            py::arg("max_cached_tokens") = py::none(), py::arg("eviction") = "lru",
            py::arg("removal_chunk") = 8192)
       .def_property_readonly("max_depth", &SuffixCache::max_depth)
       .def("start_request", [](SuffixCache& c, py::handle req_id, py::handle prompt,
-                               const std::string& ns) {
+                               py::handle ns) {
         std::string key = key_of(req_id);
         Tokens tok = to_tokens(prompt, "prompt_ids");
+        std::string space = str_arg(ns, "namespace");
         py::gil_scoped_release nogil;
-        c.start_request(key, ns, tok.data, tok.size);
-      }, py::arg("req_id"), py::arg("prompt_ids"), py::arg("namespace") = "")
+        c.start_request(key, space, tok.data, tok.size);
+      }, py::arg("req_id"), py::arg("prompt_ids"), py::arg("namespace") = "",
+         "Starts a request. The id may be one with responses still in the global cache "
+         "(a reused or restarted id): those stay cached (see stop_request).")
       .def("add_tokens", [](SuffixCache& c, py::handle req_id, py::handle ids) {
         std::string key = key_of(req_id);
         Tokens tok = to_tokens(ids, "token_ids");
@@ -277,17 +198,20 @@ PYBIND11_MODULE(_core, m) {
         c.add_tokens(key, tok.data, tok.size);
       }, py::arg("req_id"), py::arg("token_ids"))
       .def("speculate", [](SuffixCache& c, py::handle req_id, py::handle context,
-                           std::optional<int> max_spec_tokens, double factor, double offset,
-                           double min_prob, bool tree, bool adaptive, bool extend) {
+                           py::handle max_spec_tokens, py::handle factor, py::handle offset,
+                           py::handle min_prob, py::handle tree, py::handle adaptive,
+                           py::handle extend) {
         std::string key = key_of(req_id);
         DraftParams p = params(max_spec_tokens, factor, offset, min_prob, tree, c.max_depth());
+        const bool adapt = bool_arg(adaptive, "adaptive");
+        const bool ext = bool_arg(extend, "extend");
         if (context.is_none()) {
           py::gil_scoped_release nogil;
-          return c.speculate(key, nullptr, 0, p, adaptive, extend);
+          return c.speculate(key, nullptr, 0, p, adapt, ext);
         }
         Tokens tok = to_tokens(context, "context");
         py::gil_scoped_release nogil;
-        return c.speculate(key, tok.data, tok.size, p, adaptive, extend);
+        return c.speculate(key, tok.data, tok.size, p, adapt, ext);
       }, py::arg("req_id"), py::arg("context") = py::none(),
          py::arg("max_spec_tokens") = py::none(), py::arg("max_spec_factor") = 1.0,
          py::arg("max_spec_offset") = 0.0, py::arg("min_token_prob") = 0.1,
@@ -296,15 +220,19 @@ PYBIND11_MODULE(_core, m) {
         std::string key = key_of(req_id);
         py::gil_scoped_release nogil;
         c.stop_request(key);
-      }, py::arg("req_id"))
+      }, py::arg("req_id"),
+         "Finishes a request: its output joins the namespace's global cache as a new entry. "
+         "Entries cached earlier under the same id are kept beside it, never replaced; "
+         "evict(req_id) removes them all.")
       .def("evict", [](SuffixCache& c, py::handle req_id) {
         std::string key = key_of(req_id);
         py::gil_scoped_release nogil;
         c.evict(key);
-      }, py::arg("req_id"))
-      .def("run_pending_work", [](SuffixCache& c, std::optional<int64_t> max_units) {
-        size_t budget = max_units ? static_cast<size_t>(std::max<int64_t>(0, *max_units))
-                                  : SIZE_MAX;
+      }, py::arg("req_id"),
+         "Removes every response cached under req_id (KeyError if none).")
+      .def("run_pending_work", [](SuffixCache& c, py::handle max_units) {
+        std::optional<int64_t> units = optional_int_arg(max_units, "max_units", 0, INT64_MAX);
+        size_t budget = units ? static_cast<size_t>(*units) : SIZE_MAX;
         py::gil_scoped_release nogil;
         return c.run_pending_work(budget);
       }, py::arg("max_units") = py::none())
@@ -317,7 +245,8 @@ PYBIND11_MODULE(_core, m) {
         py::list out;
         for (const auto& k : c.cached_requests()) out.append(id_of(k));
         return out;
-      })
+      }, "Ids of the cached responses in eviction order, next victim first; an id appears "
+         "once per response cached under it.")
       .def_property_readonly("cached_tokens", &SuffixCache::cached_tokens)
       .def_property_readonly("pending_work", &SuffixCache::pending_work)
       .def("memory_bytes", &SuffixCache::memory_bytes)
@@ -325,14 +254,21 @@ PYBIND11_MODULE(_core, m) {
         py::gil_scoped_release nogil;
         c.check_integrity();
       })
-      .def("save", [](SuffixCache& c, const py::object& path) {
-        std::string p = py::str(py::module_::import("os").attr("fspath")(path));
+      .def("save", [](SuffixCache& c, py::handle path) {
+        std::string p = path_arg(path);
         py::gil_scoped_release nogil;
         c.save(p);
-      }, py::arg("path"))
-      .def("load", [](SuffixCache& c, const py::object& path) {
-        std::string p = py::str(py::module_::import("os").attr("fspath")(path));
+      }, py::arg("path"),
+         "Writes the global cache to path (str, bytes or os.PathLike) atomically: a temporary "
+         "file beside it, fsynced, renamed over it. A symlink is followed and the file it "
+         "names replaced (the link stays). A directory, FIFO, socket or device node (or a "
+         "link to one), an empty path or one with a NUL raise CachePathError.")
+      .def("load", [](SuffixCache& c, py::handle path) {
+        std::string p = path_arg(path);
         py::gil_scoped_release nogil;
         c.load(p);
-      }, py::arg("path"));
+      }, py::arg("path"),
+         "Replaces the global cache with the one saved at path. Only a regular file (or a "
+         "symlink to one) is read, and at most its size: anything else raises "
+         "CachePathError, a corrupt file CacheFileError; the cache is then untouched.");
 }

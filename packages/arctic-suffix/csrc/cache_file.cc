@@ -1,16 +1,18 @@
 #include "cache_file.h"
 
-#include <cstdio>
+#include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <sstream>
-#include <unordered_set>
+
+#include "file_io.h"
 
 namespace arctic_suffix {
 
 namespace {
 
 constexpr char kMagic[8] = {'A', 'R', 'C', 'S', 'U', 'F', 'X', '\n'};
+constexpr size_t kHeaderBytes = sizeof(kMagic) + 4 + 4 + 8;  // magic version depth count
+constexpr size_t kCrcBytes = 4;
+constexpr size_t kMinEntryBytes = 4 + 4 + 8;  // empty key, empty namespace, no tokens
 
 void put_u32(std::string* out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -84,30 +86,44 @@ std::string encode_entries(const std::vector<CachedEntry>& entries, int max_dept
   return out;
 }
 
-std::vector<CachedEntry> decode_entries(const std::string& bytes) {
-  if (bytes.size() < sizeof(kMagic) + 4 + 4 + 8 + 4) {
-    throw FormatError("cache file is truncated: " + std::to_string(bytes.size()) +
+// Returns the declared entry count, checked against what a file of this size can hold.
+static uint64_t check_header(const char* head, uint64_t file_size) {
+  if (file_size < kHeaderBytes + kCrcBytes) {
+    throw FormatError("cache file is truncated: " + std::to_string(file_size) +
                       " bytes is shorter than the header");
   }
-  if (std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
+  if (std::memcmp(head, kMagic, sizeof(kMagic)) != 0) {
     throw FormatError("not an arctic-suffix cache file (bad magic)");
   }
-  Reader r{bytes, sizeof(kMagic), bytes.size() - 4};
+  const std::string h(head, kHeaderBytes);
+  Reader r{h, sizeof(kMagic), kHeaderBytes};
   uint32_t version = static_cast<uint32_t>(r.u(4, "version"));
   if (version != kFileVersion) {
     throw FormatError("cache file version " + std::to_string(version) +
                       " is not supported (this build reads version " +
                       std::to_string(kFileVersion) + ")");
   }
+  r.u(4, "max_depth");
+  uint64_t count = r.u(8, "entry count");
+  const uint64_t room = (file_size - kHeaderBytes - kCrcBytes) / kMinEntryBytes;
+  if (count > room) {
+    throw FormatError("cache file declares " + std::to_string(count) + " entries, but its " +
+                      std::to_string(file_size) + " bytes hold at most " +
+                      std::to_string(room) + ": it is corrupt or truncated");
+  }
+  return count;
+}
+
+std::vector<CachedEntry> decode_entries(const std::string& bytes) {
+  const uint64_t count = check_header(bytes.data(), bytes.size());
   uint32_t stored = static_cast<uint32_t>(Reader{bytes, bytes.size() - 4, bytes.size()}.u(4, "crc"));
   uint32_t actual = crc32(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size() - 4);
   if (stored != actual) {
     throw FormatError("cache file checksum mismatch: the file is corrupt or truncated");
   }
-  r.u(4, "max_depth");  // informational: trees are rebuilt at the loading cache's depth
-  uint64_t count = r.u(8, "entry count");
+  // max_depth is informational: trees are rebuilt at the loading cache's depth.
+  Reader r{bytes, kHeaderBytes, bytes.size() - kCrcBytes};
   std::vector<CachedEntry> entries;
-  std::unordered_set<std::string> keys;
   for (uint64_t i = 0; i < count; ++i) {
     CachedEntry e;
     e.key = r.str("key");
@@ -122,7 +138,7 @@ std::vector<CachedEntry> decode_entries(const std::string& bytes) {
       }
       e.tokens[k] = static_cast<Token>(v);
     }
-    if (!keys.insert(e.key).second) throw FormatError("cache file repeats a request id");
+    // A request id may repeat: each entry is one cached response (see stop_request).
     entries.push_back(std::move(e));
   }
   if (r.pos != r.end) throw FormatError("cache file has trailing bytes after its entries");
@@ -130,27 +146,33 @@ std::vector<CachedEntry> decode_entries(const std::string& bytes) {
 }
 
 void SuffixCache::save(const std::string& path) const {
-  std::string bytes = encode_entries(snapshot(), max_depth_);
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw std::invalid_argument("cannot open " + tmp + " for writing");
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!f) throw std::invalid_argument("cannot write " + tmp);
-  }
-  // Atomic replace: a crash mid-save never leaves a half-written cache file at `path`.
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::invalid_argument("cannot rename " + tmp + " to " + path);
-  }
+  AtomicFileWriter out(path);  // refuses a bad path before the cache is encoded
+  out.commit(encode_entries(snapshot(), max_depth_));
 }
 
 void SuffixCache::load(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::invalid_argument("cannot open cache file " + path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  replace_global(decode_entries(ss.str()));
+  FileReader in(path);
+  const uint64_t size = in.size();
+  auto bad = [&](const FormatError& e) {
+    return FormatError("cannot load " + quoted(path) + ": " + e.what());
+  };
+  // The header is read and checked before a buffer of the file's size is allocated, and
+  // nothing past st_size is read: a growing file cannot make a load grow without bound.
+  std::string bytes(static_cast<size_t>(std::min<uint64_t>(size, kHeaderBytes)), '\0');
+  try {
+    if (in.read(&bytes[0], bytes.size()) != bytes.size()) {
+      throw FormatError("cache file is truncated (it shrank while being read)");
+    }
+    check_header(bytes.data(), size);  // a file shorter than the header fails here
+    bytes.resize(static_cast<size_t>(size));
+    const size_t rest = bytes.size() - kHeaderBytes;
+    if (in.read(&bytes[kHeaderBytes], rest) != rest) {
+      throw FormatError("cache file is truncated (it shrank while being read)");
+    }
+    replace_global(decode_entries(bytes));
+  } catch (const FormatError& e) {
+    throw bad(e);
+  }
 }
 
 }  // namespace arctic_suffix

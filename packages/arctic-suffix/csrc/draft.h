@@ -15,6 +15,8 @@ struct Draft {
   int32_t match_len = 0;
 };
 
+constexpr int kMaxSpecTokens = 1 << 20;  // the largest max_spec_tokens accepted
+
 struct DraftParams {
   int max_spec_tokens = 16;
   double max_spec_factor = 1.0;

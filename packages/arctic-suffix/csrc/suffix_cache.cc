@@ -5,13 +5,10 @@
 
 namespace arctic_suffix {
 
-namespace {
-// Keys are tagged by the bindings: "s" + str id or "i" + int id; show what the caller passed.
 std::string shown(const std::string& key) {
   if (!key.empty() && key[0] == 's') return "'" + key.substr(1) + "'";
   return key.empty() ? key : key.substr(1);
 }
-}  // namespace
 
 SuffixCache::SuffixCache(int max_depth, int64_t max_cached_requests, int64_t max_cached_tokens,
                          Eviction eviction, size_t removal_chunk)
@@ -226,29 +223,6 @@ Draft SuffixCache::speculate(const std::string& key, const Token* ctx, size_t n,
   return best;
 }
 
-void SuffixCache::insert_entry(const std::string& key, const std::string& ns, const Token* t,
-                               size_t n) {
-  if (n == 0 || max_requests_ == 0) return;
-  if (max_tokens_ >= 0 && static_cast<int64_t>(n) > max_tokens_) return;  // never fits
-  auto old = cached_.find(key);
-  if (old != cached_.end()) evict_entry(old->second);
-  auto& tree = trees_[ns];
-  if (!tree) tree = std::make_unique<SuffixTree>(max_depth_);
-  int64_t seq = next_seq_id_++;
-  if (n <= kInsertNow) {
-    tree->extend(seq, t, n);
-  } else {
-    tree->extend(seq, t, 0);  // registered now, filled by do_pending
-    inserts_.push_back(PendingInsert{ns, seq, std::vector<Token>(t, t + n), 0});
-  }
-  order_.push_back(Entry{key, ns, seq, static_cast<int64_t>(n)});
-  auto it = std::prev(order_.end());
-  cached_[key] = it;
-  by_seq_[seq] = it;
-  cached_tokens_ += static_cast<int64_t>(n);
-  enforce_limits();
-}
-
 void SuffixCache::stop_request(const std::string& key) {
   std::unique_ptr<SuffixTree> doomed;  // freed after the lock is released
   std::lock_guard<std::mutex> lock(mu_);
@@ -256,66 +230,14 @@ void SuffixCache::stop_request(const std::string& key) {
   do_pending(removal_chunk_);
   const std::vector<Token>& all = r.local->tokens(0);
   // Only outputs go global: prompts are per-user and rarely repeat (arXiv 2411.04975).
+  // An earlier response cached under the same id stays cached beside this one.
   insert_entry(key, r.ns, all.data() + r.prompt_len, all.size() - r.prompt_len);
-  doomed = std::move(r.local);
+  if (all.size() <= kInsertNow) {
+    doomed = std::move(r.local);
+  } else {
+    dismantling_.push_back(std::move(r.local));  // freed a piece per call, like a removal
+  }
   requests_.erase(key);
-}
-
-void SuffixCache::evict(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = cached_.find(key);
-  if (it == cached_.end()) {
-    throw KeyError("request id " + shown(key) + " is not in the global cache");
-  }
-  evict_entry(it->second);
-  do_pending(removal_chunk_);
-}
-
-void SuffixCache::evict_entry(std::list<Entry>::iterator it) {
-  for (auto p = inserts_.begin(); p != inserts_.end(); ++p) {
-    if (p->seq_id == it->seq_id) {
-      inserts_.erase(p);
-      break;
-    }
-  }
-  trees_[it->ns]->begin_remove(it->seq_id);
-  pending_.push_back(Pending{it->ns, it->seq_id});
-  cached_tokens_ -= it->tokens;
-  cached_.erase(it->key);
-  by_seq_.erase(it->seq_id);
-  order_.erase(it);
-}
-
-void SuffixCache::enforce_limits() {
-  while (!order_.empty() &&
-         ((max_requests_ >= 0 && static_cast<int64_t>(order_.size()) > max_requests_) ||
-          (max_tokens_ >= 0 && cached_tokens_ > max_tokens_))) {
-    evict_entry(order_.begin());
-  }
-}
-
-void SuffixCache::do_pending(size_t budget) {
-  while (budget > 0 && !inserts_.empty()) {
-    PendingInsert& p = inserts_.front();
-    size_t k = std::min(p.tokens.size() - p.next, std::max<size_t>(1, budget / kInsertCost));
-    trees_[p.ns]->extend(p.seq_id, p.tokens.data() + p.next, k);
-    p.next += k;
-    budget -= std::min(budget, k * kInsertCost);
-    if (p.next == p.tokens.size()) inserts_.pop_front();
-  }
-  while (budget > 0 && !pending_.empty()) {
-    Pending& p = pending_.front();
-    size_t done = 0;
-    size_t left = trees_[p.ns]->remove_step(p.seq_id, budget, &done);
-    budget -= std::min(budget, done);
-    if (left == 0) pending_.pop_front();
-  }
-}
-
-size_t SuffixCache::run_pending_work(size_t max_units) {
-  std::lock_guard<std::mutex> lock(mu_);
-  do_pending(max_units);
-  return pending_.size() + inserts_.size();
 }
 
 std::vector<std::string> SuffixCache::active_requests() const {
@@ -326,23 +248,6 @@ std::vector<std::string> SuffixCache::active_requests() const {
   return out;
 }
 
-std::vector<std::string> SuffixCache::cached_requests() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<std::string> out;
-  for (const auto& e : order_) out.push_back(e.key);
-  return out;
-}
-
-int64_t SuffixCache::cached_tokens() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return cached_tokens_;
-}
-
-size_t SuffixCache::pending_work() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return pending_.size() + inserts_.size();
-}
-
 size_t SuffixCache::memory_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   size_t bytes = sizeof(*this);
@@ -351,6 +256,7 @@ size_t SuffixCache::memory_bytes() const {
     bytes += kv.second.local->memory_bytes() + kv.first.size() + 128 +
              kv.second.global_match.capacity() * sizeof(Position);
   }
+  for (const auto& t : dismantling_) bytes += t->memory_bytes();
   bytes += order_.size() * (sizeof(Entry) + 96);
   return bytes;
 }
@@ -362,52 +268,10 @@ void SuffixCache::check_integrity() const {
   int64_t total = 0;
   for (const auto& e : order_) total += e.tokens;
   if (total != cached_tokens_) throw std::logic_error("integrity: cached token count drifted");
+  if (cached_.size() != order_.size() || by_seq_.size() != order_.size()) {
+    throw std::logic_error("integrity: the id index and the eviction order disagree");
+  }
 }
 
-std::vector<CachedEntry> SuffixCache::snapshot() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<CachedEntry> out;
-  for (const auto& e : order_) {
-    const std::vector<Token>* toks = &trees_.at(e.ns)->tokens(e.seq_id);
-    for (const auto& p : inserts_) {
-      if (p.seq_id == e.seq_id) toks = &p.tokens;  // still being inserted: save it whole
-    }
-    out.push_back(CachedEntry{e.key, e.ns, *toks});
-  }
-  return out;
-}
-
-void SuffixCache::replace_global(std::vector<CachedEntry> entries) {
-  // Build aside, then swap: a failure here leaves the current cache as it was.
-  std::unordered_map<std::string, std::unique_ptr<SuffixTree>> trees;
-  std::list<Entry> order;
-  int64_t seq = 0;
-  int64_t tokens = 0;
-  for (const auto& e : entries) {
-    if (e.tokens.empty()) continue;
-    auto& t = trees[e.ns];
-    if (!t) t = std::make_unique<SuffixTree>(max_depth_);
-    t->extend(seq, e.tokens.data(), e.tokens.size());
-    order.push_back(Entry{e.key, e.ns, seq, static_cast<int64_t>(e.tokens.size())});
-    tokens += static_cast<int64_t>(e.tokens.size());
-    seq++;
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  trees_.swap(trees);
-  order_.swap(order);
-  cached_.clear();
-  by_seq_.clear();
-  pending_.clear();
-  inserts_.clear();
-  for (auto it = order_.begin(); it != order_.end(); ++it) {
-    if (cached_.count(it->key)) throw std::logic_error("duplicate key after validation");
-    cached_[it->key] = it;
-    by_seq_[it->seq_id] = it;
-  }
-  cached_tokens_ = tokens;
-  next_seq_id_ = seq;
-  generation_++;
-  enforce_limits();
-}
 
 }  // namespace arctic_suffix

@@ -1,8 +1,8 @@
-// Construction and removal. Appending token t to a sequence extends each of its active
+// Construction. Appending token t to a sequence extends each of its active
 // suffixes by one step (O(max_depth) per token, arXiv 2411.04975 Sec. 3.1). Edges stay
 // path-compressed because a node boundary only survives where counts drop or paths branch:
 // when the growing suffix is the only one ending at a node, the boundary slides forward
-// instead of splitting.
+// instead of splitting. Removal is in tree_removal.cc.
 #include "suffix_tree.h"
 
 #include <string>
@@ -227,10 +227,10 @@ void SuffixTree::extend(int64_t seq_id, const Token* tokens, size_t n) {
   int32_t end = static_cast<int32_t>(s->tokens.size() - n);
   for (size_t k = 0; k < n; ++k) {
     ++end;
-    std::deque<int32_t>& act = seqs_[slot].active;
+    std::vector<int32_t>& act = seqs_[slot].active;
     act.push_back(0);
     for (auto& a : act) a = extend_one(slot, a, tokens[k], end);
-    if (static_cast<int>(act.size()) >= max_depth_) act.pop_front();
+    if (static_cast<int>(act.size()) >= max_depth_) act.erase(act.begin());  // <= depth ints
   }
 }
 
@@ -292,103 +292,6 @@ int32_t SuffixTree::extend_one(int32_t slot, int32_t n, Token t, int32_t end) {
   nodes_[u].best_child = -1;
   add_child(u, c);
   return u;
-}
-
-void SuffixTree::remove(int64_t seq_id) {
-  begin_remove(seq_id);
-  remove_step(seq_id, SIZE_MAX);
-}
-
-void SuffixTree::begin_remove(int64_t seq_id) {
-  int32_t slot = slot_of(seq_id);
-  seqs_[slot].removing = true;
-  seqs_[slot].active.clear();
-  seqs_[slot].active.shrink_to_fit();
-}
-
-size_t SuffixTree::remove_step(int64_t seq_id, size_t max_suffixes, size_t* done_out) {
-  int32_t slot = slot_of(seq_id);
-  if (!seqs_[slot].removing) begin_remove(seq_id);
-  size_t total = seqs_[slot].tokens.size();
-  size_t done = 0;
-  if (max_suffixes > 0 && seqs_[slot].removed < total) epoch_++;
-  while (done < max_suffixes && seqs_[slot].removed < total) {
-    remove_suffix(slot, seqs_[slot].removed);
-    seqs_[slot].removed++;
-    done++;
-  }
-  size_t left = total - seqs_[slot].removed;
-  if (done_out != nullptr) *done_out = done;
-  if (left == 0) finish_remove(slot);
-  return left;
-}
-
-void SuffixTree::finish_remove(int32_t slot) {
-  ids_.erase(seqs_[slot].id);
-  seqs_[slot].alive = false;
-  seqs_[slot].refs++;  // release_slot_ref frees the storage unless nodes still point in
-  release_slot_ref(slot);
-}
-
-// Drops the suffix starting at `start`. Its end is always a node boundary (a suffix ending
-// mid-edge would make the edge's counts differ), so counts decrement node by node.
-void SuffixTree::remove_suffix(int32_t slot, size_t start) {
-  const std::vector<Token>& toks = seqs_[slot].tokens;
-  size_t len = std::min(static_cast<size_t>(max_depth_), toks.size() - start);
-  int32_t path[kMaxDepthLimit + 1];
-  int depth = 0;
-  size_t pos = 0;
-  int32_t n = 0;
-  while (pos < len) {
-    int32_t c = find_child(n, toks[start + pos]);
-    if (c < 0) throw std::logic_error("remove_suffix: suffix missing from the tree");
-    path[depth++] = c;
-    pos += nodes_[c].length;
-    n = c;
-  }
-  if (pos != len) throw std::logic_error("remove_suffix: suffix ends inside an edge");
-  nodes_[0].count--;
-  int32_t parent = 0;
-  for (int i = 0; i < depth; ++i) {
-    int32_t c = path[i];
-    nodes_[c].count--;
-    note_decrement(parent, c);
-    if (nodes_[c].count == 0) {
-      unlink_child(parent, c);
-      for (int j = i; j < depth; ++j) free_node(path[j]);  // the rest of the path hangs here
-      depth = i;
-      break;
-    }
-    parent = c;
-  }
-  for (int i = depth - 1; i >= 0; --i) {
-    int32_t x = path[i];
-    if (nodes_[x].ref_seq == slot) {  // move the label off the departing sequence if we can
-      int32_t donor = -1;
-      if (nodes_[x].big < 0) {
-        for_each_child(x, [&](int32_t c) {
-          if (donor < 0 && nodes_[c].ref_seq != slot) donor = c;
-        });
-      }
-      if (donor >= 0) set_ref(x, nodes_[donor].ref_seq, nodes_[donor].ref_end - nodes_[donor].length);
-    }
-    maybe_merge(x);
-  }
-}
-
-// Restores path compression after a removal: a node whose count equals its only child's
-// has no reason to keep a boundary.
-void SuffixTree::maybe_merge(int32_t x) {
-  Node& node = nodes_[x];
-  if (x == 0 || node.big >= 0 || node.first_child < 0) return;
-  int32_t y = node.first_child;
-  if (nodes_[y].next_sibling >= 0 || nodes_[y].count != node.count) return;
-  int32_t p = node.parent;
-  nodes_[y].length += node.length;
-  nodes_[y].token = node.token;
-  node.first_child = -1;
-  replace_child(p, x, y);
-  free_node(x);
 }
 
 }  // namespace arctic_suffix

@@ -5,14 +5,15 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
 #include "draft.h"
+#include "pod_vector.h"
 
 namespace arctic_suffix {
 
@@ -70,6 +71,12 @@ class SuffixTree {
   int64_t ref_sequence_id(int32_t node) const;
   uint64_t count(const Token* ngram, size_t n) const;  // occurrences of an n-gram, n <= depth  // some sequence containing the node's path
 
+  // Frees the tree's storage a piece at a time (the tree is unusable from the first call):
+  // destroying a 1M-token tree at once took 200-340 ms here, almost all of it freeing the
+  // hash-map entries of its high-fanout nodes. Each call frees about `max_entries` of them;
+  // returns false once only O(1) frees remain (the destructor does those).
+  bool dismantle_step(size_t max_entries);
+
   void check_integrity() const;  // read-only; throws std::logic_error on a broken invariant
   size_t memory_bytes() const;
   uint64_t epoch() const { return epoch_; }  // bumped by every structural change
@@ -92,12 +99,17 @@ class SuffixTree {
   struct Sequence {
     int64_t id = -1;
     std::vector<Token> tokens;
-    std::deque<int32_t> active;  // ends of the suffixes still growing, longest first
+    // Ends of the suffixes still growing, longest first (at most max_depth). A vector, not a
+    // deque: std::deque's move may throw, so a vector<Sequence> growing would deep-copy every
+    // stored token array.
+    std::vector<int32_t> active;
     uint32_t refs = 0;           // nodes whose label points into `tokens`
     bool removing = false;
     bool alive = false;          // false: a zombie kept only while refs > 0
     size_t removed = 0;          // suffixes already dropped by remove_step
   };
+  static_assert(std::is_nothrow_move_constructible<Sequence>::value,
+                "seqs_ must grow by moving, never by copying token arrays");
   static constexpr int32_t kDirty = -2;
   static constexpr int kSmallFanout = 8;
 
@@ -131,7 +143,7 @@ class SuffixTree {
   void finish_remove(int32_t slot);
 
   int max_depth_;
-  std::vector<Node> nodes_;
+  PodVector<Node> nodes_;
   std::vector<int32_t> free_nodes_;
   std::vector<std::unordered_map<Token, int32_t>> big_;
   std::vector<int32_t> free_big_;

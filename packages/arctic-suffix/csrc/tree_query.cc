@@ -17,8 +17,9 @@ int draft_cap(const DraftParams& p, int match_len) {
 }
 
 void validate(const DraftParams& p) {
-  if (p.max_spec_tokens < 0 || p.max_spec_tokens > (1 << 20)) {
-    throw std::invalid_argument("max_spec_tokens must be in [0, 1048576], got " +
+  if (p.max_spec_tokens < 0 || p.max_spec_tokens > kMaxSpecTokens) {
+    throw std::invalid_argument("max_spec_tokens must be in [0, " +
+                                std::to_string(kMaxSpecTokens) + "], got " +
                                 std::to_string(p.max_spec_tokens));
   }
   if (!std::isfinite(p.max_spec_factor) || p.max_spec_factor < 0) {

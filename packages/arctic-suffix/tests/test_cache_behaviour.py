@@ -205,3 +205,33 @@ def test_tree_draft_parents_form_a_tree() -> None:
         assert p < 0 or d.probs[i] <= d.probs[p]
     assert d.score == pytest.approx(sum(d.probs))
     assert {d.token_ids[i] for i, p in enumerate(d.parents) if p == -1} == {3, 4, 5}
+
+
+def test_a_reused_id_keeps_the_response_cached_under_it() -> None:
+    # vLLM restarts a rewound request under its id; a caller may reuse ids. An earlier
+    # response still cached under the id is never dropped by a later stop_request.
+    cache = SuffixCache(16, eviction="fifo")
+    finish(cache, "a", [], [1, 2, 3, 4])
+    finish(cache, "a", [50], [7, 8, 9])
+    assert cache.cached_requests == ["a", "a"] and cache.cached_tokens == 7
+    cache.start_request("p", [1, 2])
+    assert cache.speculate("p", extend=False).token_ids == [3, 4]  # the first response
+    cache.start_request("q", [7, 8])
+    assert cache.speculate("q", extend=False).token_ids == [9]  # the second
+    cache.check_integrity()
+    cache.evict("a")  # every response cached under the id
+    assert cache.cached_requests == [] and cache.cached_tokens == 0
+    with pytest.raises(KeyError, match="'a' is not in the global cache"):
+        cache.evict("a")
+    cache.run_pending_work()
+    assert cache.speculate("p", extend=False).token_ids == []
+    cache.check_integrity()
+
+
+def test_a_reused_id_counts_against_the_budget_like_any_response() -> None:
+    cache = SuffixCache(16, max_cached_requests=2, eviction="fifo")
+    for out in ([1, 1], [2, 2], [3, 3]):
+        finish(cache, 7, [], out)
+    assert cache.cached_requests == [7, 7] and cache.cached_tokens == 4
+    cache.start_request("p", [1])
+    assert cache.speculate("p", extend=False).token_ids == []  # [1, 1] evicted first

@@ -1,11 +1,10 @@
 """SuffixCache against a reference built from RefTree: per-request trees over prompt +
-output, a global tree per namespace over outputs, FIFO eviction by count and tokens."""
+output, a global tree per namespace over outputs, FIFO eviction by count and tokens. Ids
+are reused: a finished request's output is cached beside earlier ones under its id."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from suffix_reference import RefDraft, RefTree
 
@@ -18,7 +17,13 @@ class RefCache:
     def __init__(self, max_requests: int | None, max_tokens: int | None) -> None:
         self.max_requests, self.max_tokens = max_requests, max_tokens
         self.active: dict[str, tuple[str, int, list[int]]] = {}
-        self.cached: OrderedDict[str, tuple[str, list[int]]] = OrderedDict()
+        self.cached: list[tuple[str, str, list[int]]] = []  # (id, namespace, output), FIFO
+
+    def cached_ids(self) -> list[str]:
+        return [rid for rid, _, _ in self.cached]
+
+    def evict(self, rid: str) -> None:
+        self.cached = [e for e in self.cached if e[0] != rid]
 
     def stop(self, rid: str) -> None:
         ns, plen, toks = self.active.pop(rid)
@@ -27,13 +32,11 @@ class RefCache:
             return
         if self.max_tokens is not None and len(out) > self.max_tokens:
             return
-        self.cached.pop(rid, None)
-        self.cached[rid] = (ns, out)
+        self.cached.append((rid, ns, out))  # an earlier entry under rid stays
         while (self.max_requests is not None and len(self.cached) > self.max_requests) or (
-            self.max_tokens is not None
-            and sum(len(o) for _, o in self.cached.values()) > self.max_tokens
+            self.max_tokens is not None and sum(len(o) for _, _, o in self.cached) > self.max_tokens
         ):
-            self.cached.popitem(last=False)
+            self.cached.pop(0)
 
     def speculate(self, rid: str, k: int) -> RefDraft:
         ns, _, toks = self.active[rid]
@@ -42,7 +45,7 @@ class RefCache:
         # The request's own trailing occurrence is left out of the first step's probability.
         best = local.speculate(toks, max_spec_tokens=k, discount=1)
         glob = RefTree(DEPTH)
-        for i, (n, out) in enumerate(self.cached.values()):
+        for i, (_, n, out) in enumerate(self.cached):
             if n == ns:
                 glob.extend(i, out)
         g = glob.speculate(toks, max_spec_tokens=k)
@@ -61,6 +64,25 @@ op: st.SearchStrategy[tuple[str, str, list[int], str]] = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
+# An id reused while its first response is still cached: both responses stay.
+@example(
+    ops=[
+        ("start", "a", [1], ""),
+        ("add", "a", [2, 3], ""),
+        ("stop", "a", [], ""),
+        ("start", "a", [2], ""),
+        ("add", "a", [3, 1], ""),
+        ("stop", "a", [], ""),
+        ("start", "b", [2], ""),
+        ("spec", "b", [], ""),
+        ("evict", "a", [], ""),
+        ("spec", "b", [], ""),
+    ],
+    max_requests=None,
+    max_tokens=None,
+    k=4,
+    chunk=1,
+)
 @given(
     ops=st.lists(op, max_size=25),
     max_requests=st.sampled_from([None, 0, 1, 2]),
@@ -108,10 +130,10 @@ def test_cache_matches_reference(
         elif kind == "stop":
             cache.stop_request(rid)
             ref.stop(rid)
-        elif kind == "evict" and rid in ref.cached:
+        elif kind == "evict" and rid in ref.cached_ids():
             cache.evict(rid)
-            del ref.cached[rid]
+            ref.evict(rid)
         cache.check_integrity()
-        assert cache.cached_requests == list(ref.cached)
-        assert cache.cached_tokens == sum(len(o) for _, o in ref.cached.values())
+        assert cache.cached_requests == ref.cached_ids()
+        assert cache.cached_tokens == sum(len(o) for _, _, o in ref.cached)
     assert sorted(cache.active_requests) == sorted(ref.active)

@@ -136,3 +136,82 @@ def test_empty_prompt_and_one_token_context() -> None:
     tree = SuffixTree(4)
     tree.extend(0, [3, 1, 3, 2])
     assert tree.speculate([3]).token_ids == [1] and tree.speculate([3]).match_len == 1
+
+
+def _token_arrays() -> dict[str, object]:
+    """[4, 5, 6, 4, 5, 7, 4, 5] in layouts whose raw bytes are not native int32s."""
+    seq = [4, 5, 6, 4, 5, 7, 4, 5]
+    packed = np.zeros(len(seq), dtype=[("pad", "i1"), ("tok", ">i4")])  # unaligned, stride 5
+    packed["tok"] = seq
+    reversed_ = np.array(seq[::-1], dtype=np.int32)[::-1]  # negative stride
+    return {
+        "big-endian int32": np.array(seq, dtype=">i4"),
+        "big-endian int64": np.array(seq, dtype=">i8"),
+        "little-endian int32": np.array(seq, dtype="<i4"),
+        "struct field": packed["tok"],
+        "negative stride": reversed_,
+        "memoryview of >i4": memoryview(np.array(seq, dtype=">i4")),
+    }
+
+
+@pytest.mark.parametrize("layout", list(_token_arrays()))
+def test_token_arrays_are_read_by_value_not_by_raw_bytes(layout: str) -> None:
+    ids = _token_arrays()[layout]
+    want = SuffixTree(8)
+    want.extend(0, [4, 5, 6, 4, 5, 7, 4, 5])
+    got = SuffixTree(8)
+    got.extend(0, ids)  # type: ignore[arg-type]
+    assert got.count([4, 5]) == want.count([4, 5]) == 3
+    assert got.count(ids) == 1  # type: ignore[arg-type]
+    assert (
+        got.speculate(ids, tree=True).token_ids
+        == want.speculate(  # type: ignore[arg-type]
+            [4, 5, 6, 4, 5, 7, 4, 5], tree=True
+        ).token_ids
+    )
+    cache = SuffixCache(8)
+    cache.start_request("p", ids)  # type: ignore[arg-type]
+    cache.add_tokens("p", ids)  # type: ignore[arg-type]
+    cache.stop_request("p")
+    cache.start_request("q", [])
+    assert cache.cached_tokens == 8
+    assert cache.speculate("q", ids, extend=False).token_ids == [6, 4]  # type: ignore[arg-type]
+
+
+def test_big_endian_ids_out_of_range_are_refused_by_value() -> None:
+    with pytest.raises(ValueError, match=r"token_ids\[1\] = -2 "):
+        SuffixTree(8).extend(0, np.array([1, -2], dtype=">i4"))
+    with pytest.raises(ValueError, match=str(2**31)):
+        SuffixTree(8).extend(0, np.array([1, 2**31], dtype=">i8"))
+
+
+def test_bytearray_is_not_token_ids() -> None:
+    with pytest.raises(ValueError, match="bytearray"):
+        SuffixTree(8).extend(0, bytearray(b"\x01\x02"))  # type: ignore[arg-type]
+
+
+def test_buffers_are_read_through_their_format() -> None:
+    import array
+    import ctypes
+
+    seq = [4, 5, 6, 4, 5, 7, 4, 5]
+    for ids in (
+        array.array("i", seq),
+        array.array("H", seq),
+        array.array("q", seq),
+        memoryview(np.array(seq, dtype="<i8")),
+        memoryview(np.array(seq, dtype=">u2")),
+        memoryview(np.repeat(np.array(seq, dtype=">i4"), 2))[::2],
+        (ctypes.c_int32 * len(seq))(*seq),
+    ):
+        tree = SuffixTree(8)
+        tree.extend(0, ids)  # type: ignore[arg-type]
+        assert tree.count(seq) == 1 and tree.count([4, 5]) == 3, ids
+    with pytest.raises(ValueError, match="must hold integers, got a array of format 'd'"):
+        SuffixTree(8).extend(0, array.array("d", [1.0]))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"\[1\] = -1 "):
+        SuffixTree(8).extend(0, array.array("b", [1, -1]))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"\[0\] = 18446744073709551615 "):
+        SuffixTree(8).extend(0, memoryview(np.array([2**64 - 1], dtype=">u8")))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be 1-D, got a 2-D memoryview"):
+        SuffixTree(8).extend(0, memoryview(np.zeros((2, 2), dtype=np.int32)))  # type: ignore[arg-type]

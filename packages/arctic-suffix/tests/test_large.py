@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -100,4 +101,30 @@ def test_huge_response_is_inserted_over_calls_and_can_be_evicted_midway() -> Non
     cache.evict("big2")
     cache.run_pending_work()
     assert cache.pending_work == 0 and cache.cached_requests == ["big"]
+    cache.check_integrity()
+
+
+def test_a_huge_finished_request_is_freed_over_later_calls() -> None:
+    # Freeing a 1M-token request's own tree at once took 200-340 ms inside stop_request;
+    # a tree over 16384 tokens is now freed a bounded piece per call (~4 x removal_chunk
+    # hash-map entries), its bytes counted by memory_bytes() until then.
+    rng = np.random.default_rng(3)
+    seq = rng.integers(0, 1000, 100_000, dtype=np.int32)  # ~100 children per depth-1 node
+    cache = SuffixCache(64, max_cached_requests=0, removal_chunk=256)  # nothing is cached
+    empty = cache.memory_bytes()
+    cache.start_request("big", seq)
+    held = cache.memory_bytes() - empty
+    cache.stop_request("big")
+    assert cache.memory_bytes() - empty > 0.5 * held
+    assert cache.pending_work == 0  # freeing is not a cache-content job
+    cache.start_request("poll", [1])
+    sizes = [cache.memory_bytes()]
+    for _ in range(10):
+        cache.speculate("poll")
+        sizes.append(cache.memory_bytes())
+    drops = [a - b for a, b in itertools.pairwise(sizes)]
+    assert all(d > 0 for d in drops), drops  # each call frees a piece
+    assert sum(drops) < 0.5 * held  # ... not all of it
+    cache.run_pending_work()  # drains the freeing too
+    assert cache.memory_bytes() - empty < 0.05 * held
     cache.check_integrity()

@@ -88,3 +88,18 @@ def test_load_respects_the_budget(tmp_path: Path) -> None:
     small = SuffixCache(16, max_cached_requests=2, eviction="fifo")
     small.load(tmp_path / "c.bin")
     assert small.cached_requests == ["r2", 99]
+
+
+def test_round_trip_keeps_responses_cached_under_one_id(tmp_path: Path) -> None:
+    a = SuffixCache(16, eviction="fifo")
+    for out in ([1, 2, 3], [4, 5, 6]):
+        a.start_request("same", [])
+        a.add_tokens("same", out)
+        a.stop_request("same")
+    a.save(tmp_path / "c.bin")
+    b = SuffixCache(16)
+    b.load(tmp_path / "c.bin")
+    assert b.cached_requests == ["same", "same"] and b.cached_tokens == 6
+    b.start_request("p", [4])
+    assert b.speculate("p", max_spec_offset=2, extend=False).token_ids == [5, 6]
+    b.check_integrity()

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
+from .checkpoint_files import CONFIG_FILE, load_safetensors, load_torch_bin
 from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig
 from .exceptions import CheckpointError
 from .layers import tied_index, tied_proj_index
@@ -28,26 +28,66 @@ _MLP_KEY = re.compile(r"^(emb|proj|ln)\.(\d+)(?:\.0)?\.(weight|bias)$")
 _LSTM_KEY = re.compile(r"^(projs|cell_ln|state_ln)\.(\d+)\.(weight|bias)$")
 _HEAD_KEY = re.compile(r"^head\.(\d+)\.weight$")
 _LSTM_EMBS = ("forget_emb", "input_emb", "output_emb", "cell_emb")  # gate order of the sum
+_DOTTED_INTS = re.compile(r"[0-9]+(?:\.[0-9]+)*")  # ASCII digits only: int() takes "1_0", "٣"
+
+
+def _architectures(data: dict[str, Any]) -> list[Any]:
+    archs = data.get("architectures")
+    if archs is None:
+        return []
+    return archs if isinstance(archs, list) else [archs]
 
 
 def is_arctic_config(data: dict[str, Any]) -> bool:
-    archs = data.get("architectures") or []
     return data.get("model_type") == "mlp_speculator" or any(
-        a in ARCTIC_ARCHITECTURES for a in archs
+        a in ARCTIC_ARCHITECTURES for a in _architectures(data)
     )
 
 
-def _dims(name: str, value: Any) -> list[int]:
-    """Arctic writes stacked widths as dotted strings ("4096.4096"); ints are one layer."""
-    try:
-        parts = [int(v) for v in str(value).split(".")] if isinstance(value, str) else [int(value)]
-    except (TypeError, ValueError) as exc:
+def _check_architectures(data: dict[str, Any]) -> None:
+    archs = data.get("architectures")
+    supported = ", ".join(ARCTIC_ARCHITECTURES)
+    if not isinstance(archs, list | None):
         raise CheckpointError(
-            f"config field {name}={value!r} is not an int or dotted ints"
-        ) from exc
-    if not parts or any(p < 0 for p in parts):
+            f"architectures must be a list of names, got {archs!r} (supported: {supported})"
+        )
+    unknown = [a for a in _architectures(data) if a not in ARCTIC_ARCHITECTURES]
+    if unknown:
+        raise CheckpointError(
+            f"architecture {', '.join(map(repr, unknown))} is not supported; supported "
+            f"speculator architectures: {supported}"
+        )
+
+
+def _dims(name: str, value: Any) -> list[int]:
+    """Arctic writes stacked widths as dotted strings ("4096.4096"); ints are one layer.
+    Floats and bools are refused: 4096.7 or true is a broken config, not a width."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        parts = [value]
+    elif isinstance(value, str) and _DOTTED_INTS.fullmatch(value):
+        try:
+            parts = [int(v) for v in value.split(".")]
+        except ValueError as exc:  # more digits than int() converts
+            raise CheckpointError(f"config field {name}={value!r} is too long") from exc
+    else:
+        raise CheckpointError(f"config field {name}={value!r} is not an int or dotted ints")
+    if any(p < 0 for p in parts):
         raise CheckpointError(f"config field {name}={value!r} must be non-negative")
     return parts
+
+
+def _int(data: dict[str, Any], name: str) -> int:
+    parts = _dims(name, data[name])
+    if len(parts) != 1:
+        raise CheckpointError(f"config field {name}={data[name]!r} must be one int")
+    return parts[0]
+
+
+def _bool(data: dict[str, Any], name: str, default: bool) -> bool:
+    value = data.get(name, default)
+    if not isinstance(value, bool):
+        raise CheckpointError(f"config field {name}={value!r} must be true or false")
+    return value
 
 
 def _require(data: dict[str, Any], *names: str) -> None:
@@ -57,13 +97,15 @@ def _require(data: dict[str, Any], *names: str) -> None:
 
 
 def arctic_config(data: dict[str, Any]) -> SpeculatorConfig:
-    """Map an anchor config.json onto our config (ValueError for anything we cannot run)."""
+    """Map an anchor config.json onto our config (CheckpointError for anything we cannot run:
+    an unknown architecture, a field of the wrong type, sizes past the config's limits)."""
+    _check_architectures(data)
     _require(data, "vocab_size", "emb_dim", "n_predict")
     common: dict[str, Any] = {
-        "vocab_size": int(data["vocab_size"]),
-        "n_predict": int(data["n_predict"]),
-        "tie_weights": bool(data.get("tie_weights", False)),
-        "scale_input": bool(data.get("scale_input", False)),
+        "vocab_size": _int(data, "vocab_size"),
+        "n_predict": _int(data, "n_predict"),
+        "tie_weights": _bool(data, "tie_weights", False),
+        "scale_input": _bool(data, "scale_input", False),
     }
     try:
         if "input_hidden_dim" not in data:  # IBM / vLLM MLPSpeculator
@@ -85,10 +127,10 @@ def arctic_config(data: dict[str, Any]) -> SpeculatorConfig:
         if method == "sum_lstm" and not common["tie_weights"]:
             raise CheckpointError("method 'sum_lstm' checkpoints must have tie_weights=true")
         return LSTMSpeculatorConfig(
-            hidden_size=int(data["input_hidden_dim"]),
+            hidden_size=_int(data, "input_hidden_dim"),
             inner_dim=inner[0],
             method=method,
-            tie_lstm_embs=bool(data.get("tie_lstm_embs", True)),
+            tie_lstm_embs=_bool(data, "tie_lstm_embs", True),
             **common,
         )
     except (ValueError, TypeError) as exc:
@@ -100,21 +142,11 @@ def arctic_config(data: dict[str, Any]) -> SpeculatorConfig:
 def _load_weights(root: Path) -> tuple[dict[str, torch.Tensor], str]:
     bin_path, st_path = root / "pytorch_model.bin", root / "model.safetensors"
     if bin_path.is_file():
-        # weights_only: a legacy pickle must not be able to run code on load.
-        try:
-            state = torch.load(bin_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # an UnpicklingError for any non-tensor object
-            raise CheckpointError(
-                f"{bin_path} could not be loaded with weights_only=True (it holds more than "
-                f"tensors; re-save it as a plain state dict): {exc}"
-            ) from exc
-        source = str(bin_path)
+        state, source = load_torch_bin(bin_path), str(bin_path)
     elif st_path.is_file():
-        state, source = load_file(str(st_path)), str(st_path)
+        state, source = load_safetensors(st_path), str(st_path)
     else:
         raise CheckpointError(f"{root} has neither pytorch_model.bin nor model.safetensors")
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{source} does not hold a state dict")
     return {k.removeprefix("speculator."): v for k, v in state.items()}, source
 
 
@@ -165,11 +197,24 @@ def _rename(state: dict[str, torch.Tensor], config: SpeculatorConfig) -> dict[st
 
 
 def import_arctic_checkpoint(root: Path, data: dict[str, Any]) -> Any:
-    """Build our speculator from an anchor checkpoint directory (config already parsed)."""
-    from .checkpoint import build_speculator, load_state_dict_strict
+    """Build our speculator from an anchor checkpoint directory (config already parsed).
 
-    config = arctic_config(data)
+    The file's tensors are read (memory bounded by the file's size) and checked before the
+    model is allocated: it is built on the meta device until they fit."""
+    from .checkpoint import (
+        build_on_meta,
+        check_head_count,
+        check_weight_values,
+        load_state_dict_strict,
+    )
+
+    try:
+        config = arctic_config(data)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{root / CONFIG_FILE}: {exc}") from exc
     state, source = _load_weights(root)
-    model = build_speculator(config)
-    load_state_dict_strict(model, _rename(state, config), source)
+    check_weight_values(state, source)  # before _rename: NaN never equals its tied copy
+    check_head_count(state, config, source)
+    model = build_on_meta(config)
+    load_state_dict_strict(model, _rename(state, config), source, check_values=False)
     return model

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from .checkpoint_files import CONFIG_FILE, load_safetensors, read_config_json, safetensors_header
 from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig, config_from_dict
 from .exceptions import CheckpointError, IncompatibleTargetError
 from .lstm import LSTMSpeculator
@@ -18,8 +21,10 @@ from .speculator import Speculator
 
 FORMAT_NAME = "arctic-drafters"
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+_HEAD_KEY = re.compile(r"^head\.(\d+)\.weight$")
+# isfinite has no kernel for the float8 types; those are checked in float32.
+_ISFINITE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def build_speculator(config: SpeculatorConfig) -> Speculator:
@@ -30,16 +35,22 @@ def build_speculator(config: SpeculatorConfig) -> Speculator:
     raise TypeError(f"not a speculator config: {type(config).__name__}")
 
 
-def load_state_dict_strict(model: Speculator, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error
-    that names every offender (checked before anything is copied)."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+def build_on_meta(config: SpeculatorConfig) -> Speculator:
+    """The model with every tensor on the meta device: shapes without memory. Loading checks
+    the checkpoint against these before anything is allocated."""
+    with torch.device("meta"):
+        return build_speculator(config)
+
+
+def check_state_fits(model: Speculator, shapes: Mapping[str, Sequence[int]], source: str) -> None:
+    """Any missing, unexpected or mis-shaped key is an error that names every offender."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
     mismatched = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected))
-        if state[k].shape != expected[k].shape
+        f"{k}: checkpoint {tuple(shapes[k])} vs model {expected[k]}"
+        for k in sorted(set(shapes) & set(expected))
+        if tuple(shapes[k]) != expected[k]
     ]
     problems = []
     if missing:
@@ -50,8 +61,58 @@ def load_state_dict_strict(model: Speculator, state: dict[str, torch.Tensor], so
         problems.append(f"shape mismatches {mismatched}")
     if problems:
         raise CheckpointError(f"{source} does not fit the config: " + "; ".join(problems))
+
+
+def check_head_count(keys: Iterable[str], config: SpeculatorConfig, source: str) -> None:
+    """The heads stored (``head.i.weight``) must be the config's ``n_predict``; only a tied
+    checkpoint may store its one shared head once."""
+    heads = {int(m.group(1)) for k in keys if (m := _HEAD_KEY.match(k))}
+    if not heads or (config.tie_weights and heads == {0}):
+        return  # no head at all: check_state_fits names the missing head.0.weight
+    stored = max(heads) + 1
+    if stored != config.n_predict:
+        raise CheckpointError(
+            f"{source} stores {stored} heads (head.0 .. head.{stored - 1}) but the config's "
+            f"n_predict is {config.n_predict}: set n_predict to {stored} in config.json"
+        )
+
+
+def check_weight_values(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Weights must be floating point and finite; every offending tensor is named."""
+    not_float = [f"{k}: {v.dtype}" for k, v in sorted(state.items()) if not v.is_floating_point()]
+    if not_float:
+        raise CheckpointError(
+            f"{source}: drafter weights must be floating point, got {not_float}; re-save the "
+            "checkpoint with float weights (float32 / bfloat16 / float16)"
+        )
+    not_finite = []
+    for k, v in sorted(state.items()):
+        bad = int((~torch.isfinite(v if v.dtype in _ISFINITE_DTYPES else v.float())).sum())
+        if bad:
+            not_finite.append(f"{k}: {bad} of {v.numel()} values")
+    if not_finite:
+        raise CheckpointError(
+            f"{source}: tensors hold NaN or inf values {not_finite}; the file is corrupt or "
+            "training diverged: use an earlier checkpoint"
+        )
+
+
+def load_state_dict_strict(
+    model: Speculator,
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    check_values: bool = True,
+) -> None:
+    """Copy ``state`` into ``model`` (allocated here when built by ``build_on_meta``). Keys,
+    shapes and (unless the caller did so) dtypes and finiteness are checked before anything
+    is allocated or copied."""
+    check_state_fits(model, {k: tuple(v.shape) for k, v in state.items()}, source)
+    if check_values:
+        check_weight_values(state, source)
+    if any(t.is_meta for t in model.state_dict().values()):
+        model.to_empty(device="cpu")
     with torch.no_grad():
-        for k, v in expected.items():
+        for k, v in model.state_dict().items():
             v.copy_(state[k])
 
 
@@ -80,7 +141,11 @@ def save_drafter(
     }
     # Temp file + rename: a crash mid-write never leaves a half-written checkpoint behind.
     tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    # n_predict rides along: a tied checkpoint stores one shared head whatever n_predict is,
+    # yet the mixing weight depends on it, so only this tells an edited config.json apart.
+    save_file(
+        tensors, str(tmp), metadata={"format": "pt", "n_predict": str(model.config.n_predict)}
+    )
     os.replace(tmp, out / WEIGHTS_FILE)
     tmp_cfg = out / (CONFIG_FILE + ".tmp")
     tmp_cfg.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -88,17 +153,32 @@ def save_drafter(
     return out
 
 
-def read_config_json(path: Path) -> dict[str, Any]:
-    cfg_path = path / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{path} has no {CONFIG_FILE}")
+def _load_native(root: Path, data: dict[str, Any]) -> Speculator:
+    if data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{root}: format_version {data.get('format_version')!r} is not supported "
+            f"(this arctic-drafters reads version {FORMAT_VERSION})"
+        )
+    fields = {k: v for k, v in data.items() if k not in ("format", "format_version", "metadata")}
     try:
-        data = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{cfg_path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{cfg_path} must hold a JSON object")
-    return data
+        config = config_from_dict(fields)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{root / CONFIG_FILE}: {exc}") from exc
+    weights = root / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{root} has no {WEIGHTS_FILE}")
+    shapes, metadata = safetensors_header(weights)  # no tensor is read yet
+    saved = metadata.get("n_predict")  # absent in files saved before it was recorded
+    if saved is not None and saved != str(config.n_predict):
+        raise CheckpointError(
+            f"{weights} was saved with n_predict={saved}, but {root / CONFIG_FILE} says "
+            f"n_predict={config.n_predict}: set it back to {saved}"
+        )
+    check_head_count(shapes, config, str(weights))
+    model = build_on_meta(config)
+    check_state_fits(model, shapes, str(weights))
+    load_state_dict_strict(model, load_safetensors(weights), str(weights))
+    return model
 
 
 def load_drafter(
@@ -107,36 +187,26 @@ def load_drafter(
     device: str | torch.device = "cpu",
 ) -> Speculator:
     """Load a native checkpoint, or import an Arctic Inference / vLLM ``mlp_speculator`` one
-    (chosen by config.json). The model is returned in eval mode."""
-    from .arctic_format import import_arctic_checkpoint, is_arctic_config
+    (chosen by config.json). The model is returned in eval mode.
+
+    Every problem is a CheckpointError naming the file: an unreadable or corrupt file, a
+    config field of the wrong type or past the limits in ``arctic_drafters.config``, tensors
+    that do not fit the config (checked on the meta device, before the model is allocated),
+    non-floating or non-finite weights."""
+    from .arctic_format import ARCTIC_ARCHITECTURES, import_arctic_checkpoint, is_arctic_config
 
     root = Path(path)
     data = read_config_json(root)
     if data.get("format") == FORMAT_NAME:
-        if data.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(
-                f"{root}: format_version {data.get('format_version')!r} is not supported "
-                f"(this arctic-drafters reads version {FORMAT_VERSION})"
-            )
-        fields = {
-            k: v for k, v in data.items() if k not in ("format", "format_version", "metadata")
-        }
-        try:
-            config = config_from_dict(fields)
-        except (ValueError, TypeError) as exc:
-            raise CheckpointError(f"{root / CONFIG_FILE}: {exc}") from exc
-        weights = root / WEIGHTS_FILE
-        if not weights.is_file():
-            raise CheckpointError(f"{root} has no {WEIGHTS_FILE}")
-        model = build_speculator(config)
-        load_state_dict_strict(model, load_file(str(weights)), str(weights))
+        model = _load_native(root, data)
     elif is_arctic_config(data):
         model = import_arctic_checkpoint(root, data)
     else:
         raise CheckpointError(
             f"{root / CONFIG_FILE} is neither an arctic-drafters checkpoint nor an Arctic / "
             f"vLLM mlp_speculator one (architectures={data.get('architectures')!r}, "
-            f"model_type={data.get('model_type')!r})"
+            f"model_type={data.get('model_type')!r}); supported architectures: "
+            f"{', '.join(ARCTIC_ARCHITECTURES)}, or model_type 'mlp_speculator'"
         )
     if dtype is not None:
         model = model.to(dtype)

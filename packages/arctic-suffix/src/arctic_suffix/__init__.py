@@ -8,11 +8,12 @@ building block, exposed for tools and tests.
 from __future__ import annotations
 
 from arctic_suffix._core import MAX_DEPTH_LIMIT, Draft, SuffixCache, SuffixTree
-from arctic_suffix.exceptions import CacheFileError, IntegrityError
+from arctic_suffix.exceptions import CacheFileError, CachePathError, IntegrityError
 
 __all__ = [
     "MAX_DEPTH_LIMIT",
     "CacheFileError",
+    "CachePathError",
     "Draft",
     "IntegrityError",
     "SuffixCache",
