@@ -164,3 +164,23 @@ def test_cpu_kernels_match_the_reference_on_mixed_batches(sampler, with_draft_pr
             num_draft, is_greedy, draft, target_probs, draft_probs, uniform, inv_q, bonus
         )
         assert torch.equal(out, want), (trial, out, want)
+
+
+def test_constraints_on_a_step_without_draft_tokens(sampler):
+    """No draft tokens in the batch, a top-k request in it: vLLM's top-k-only path reduces
+    an empty tensor (the engine died here); with the patch nothing is constrained."""
+    from types import SimpleNamespace
+
+    metadata = SimpleNamespace(
+        all_greedy=False,
+        temperature=torch.tensor([1.0, 0.0]),
+        top_k=torch.tensor([20, 8192], dtype=torch.int32),
+        top_p=None,
+    )
+    empty = torch.empty(0, 8192)
+    cu = torch.tensor([0, 0], dtype=torch.int32)
+    original = sampler.apply_sampling_constraints.__wrapped__
+    with pytest.raises(RuntimeError, match="numel"):
+        original(empty.clone(), cu, metadata)
+    out = sampler.apply_sampling_constraints(empty, cu, metadata)
+    assert out.shape == (0, 8192)

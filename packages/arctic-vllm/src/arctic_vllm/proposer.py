@@ -45,6 +45,7 @@ from .options import (
     request_count,
     request_flag,
 )
+from .patches.sampling_params import undraftable
 from .patches.speculative_config import OPTIONS_ATTR
 
 logger = logging.getLogger("vllm.arctic")
@@ -424,6 +425,12 @@ class ArcticProposer:
                 cap = request_count(REQUEST_MAX_TOKENS, extra[REQUEST_MAX_TOKENS])
         except ValueError as exc:
             logger.warning("arctic: request %s: %s; ignored", req_id, exc)
+        reason = undraftable(self._sampling_params(runner, req_id))
+        if reason is not None:
+            # vLLM's rejection sampler would not apply it to draft positions; undrafted,
+            # the request is sampled by vLLM's ordinary sampler, exactly.
+            logger.debug("arctic: request %s sets %s: no speculation for it", req_id, reason)
+            enabled = False
         self.policy.set_request(req_id, enabled=enabled, max_tokens=cap)
 
     def _namespace(self, runner: Any, req_id: str) -> str:

@@ -144,6 +144,45 @@ LEDGER: tuple[PatchRecord, ...] = (
         ),
         removal="when vLLM rewinds CPU generators by state (test_cpu_seeded_prefill fails)",
     ),
+    PatchRecord(
+        module="sampling_params",
+        target="vllm.sampling_params.SamplingParams._validate_spec_decode",
+        why=(
+            "vLLM refuses min_p and logit_bias requests whenever speculation is configured: "
+            "its rejection sampler applies neither to draft positions. Under arctic such a "
+            "request can be served exactly by drafting nothing for it."
+        ),
+        how=(
+            "When the SpeculativeConfig carries arctic's options and the request sets min_p "
+            "or logit_bias, skip vLLM's refusal; ArcticProposer never drafts for such "
+            "requests, so vLLM's ordinary sampler (which applies both) samples every token. "
+            "Other methods keep vLLM's check."
+        ),
+        upstream=(
+            "vLLM #42744 refuses them in 0.33 too; a per-request 'no drafts' path in vLLM's "
+            "scheduler would let every method serve them"
+        ),
+        removal="when vLLM's rejection sampler applies min_p and logit_bias to draft positions",
+    ),
+    PatchRecord(
+        module="empty_draft_constraints",
+        target="vllm.v1.sample.rejection_sampler.apply_sampling_constraints",
+        why=(
+            "With speculation on, a step where no request has draft tokens still goes "
+            "through the rejection sampler with (0, V) target logits; a top-k request "
+            "(without top-p) in that batch makes apply_top_k_only call k.max() on an empty "
+            "tensor and the engine dies. Happens with any method once drafts are sparse."
+        ),
+        how="Return the empty logits unchanged; any call with draft positions is vLLM's.",
+        upstream=(
+            "to file: '[Bug][Spec decode] apply_sampling_constraints crashes on a step "
+            "with no draft tokens when a request uses top_k: apply_top_k_only does "
+            "k.max() on an empty tensor (RuntimeError: max(): Expected reduction dim to be "
+            "specified for input.numel() == 0). Fix: return early when logits.shape[0] == "
+            "0.'"
+        ),
+        removal="when vLLM skips the rejection sampler's constraints on empty drafts",
+    ),
 )
 
 
