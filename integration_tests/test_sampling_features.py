@@ -75,7 +75,7 @@ def _cases(requests_: list[Any]) -> list[tuple[str, list[int], dict[str, Any]]]:
             "penalties",
             edit,
             {"repetition_penalty": 1.3, "frequency_penalty": 0.4, "presence_penalty": 0.2},
-        ),  # fmt: skip
+        ),
         ("logit_bias", edit, {"logit_bias": {13: 8.0, 198: -100.0}}),
         ("min_p", edit, {"min_p": 0.2}),
         ("json schema", code, {"structured": SCHEMA, "max_tokens": 40}),
