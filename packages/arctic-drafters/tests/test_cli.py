@@ -166,19 +166,24 @@ def test_generate_train_evaluate(tmp_path, target_dir, capsys):
     assert drafts.shape == (3, 3) and int(drafts.max()) < 8192
 
 
-def test_evaluate_refuses_a_drafter_for_another_target(tmp_path, target_dir):
+def test_evaluate_refuses_a_drafter_for_another_target(tmp_path, target_dir, capsys, monkeypatch):
     from arctic_drafters import MLPSpeculatorConfig, build_speculator, save_drafter
 
     save_drafter(build_speculator(MLPSpeculatorConfig(8000, 16, 8)), tmp_path / "other")
+    argv = [
+        "evaluate",
+        "--target",
+        str(target_dir),
+        "--data",
+        str(tmp_path),
+        "--drafter",
+        str(tmp_path / "other"),
+    ]
+    # Refused before any data is read (tmp_path holds no shards): one line, status 2.
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "vocab_size 8000 != target vocab_size 8192" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    monkeypatch.setenv("ARCTIC_DEBUG", "1")  # debugging: the exception itself propagates
     with pytest.raises(IncompatibleTargetError, match="vocab_size 8000 != target vocab_size 8192"):
-        main(
-            [
-                "evaluate",
-                "--target",
-                str(target_dir),
-                "--data",
-                str(tmp_path),
-                "--drafter",
-                str(tmp_path / "other"),
-            ]
-        )
+        main(argv)

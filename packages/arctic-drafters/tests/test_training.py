@@ -99,6 +99,29 @@ def test_sequence_longer_than_the_target_allows(tmp_path, target):
         generate_shards(target, _prompts(2), tmp_path / "d", gen_len=60)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be a positive int, got 0"),
+        ({"gen_len": 0}, "gen_len must be a positive int, got 0"),
+        ({"shard_size": -1}, "shard_size must be a positive int, got -1"),
+        ({"top_k": -1}, r"top_k must be an int >= 0 \(0: no top-k filtering\), got -1"),
+        ({"temperature": -1.0}, "temperature must be a finite number >= 0, got -1.0"),
+        ({"temperature": float("nan")}, "temperature must be a finite number >= 0, got nan"),
+    ],
+)
+def test_generation_arguments_are_checked_before_writing(tmp_path, target, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate_shards(target, _prompts(2), tmp_path / "d", **({"gen_len": 4} | kwargs))
+    assert not (tmp_path / "d").exists()  # no manifest left behind by a run that cannot start
+
+
+def test_max_prompts_must_be_positive(tmp_path):
+    path = _jsonl(tmp_path / "p.jsonl", [{"text": "abcdefgh"}])
+    with pytest.raises(ValueError, match="max_prompts must be positive or None, got 0"):
+        load_prompts(path, CharTokenizer(64), prompt_len=2, max_prompts=0)
+
+
 def test_out_of_vocab_tokens(target):
     with pytest.raises(DatasetError, match="outside the target's vocabulary"):
         compute_hidden_states(target, torch.tensor([[1, 64]]))

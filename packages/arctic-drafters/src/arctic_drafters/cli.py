@@ -3,6 +3,11 @@
 arctic-train generate --target DIR --prompts rows.jsonl --out DATA [--greedy]
 arctic-train train    --target DIR --data DATA --out RUN --kind lstm [--cache CACHE]
 arctic-train evaluate --target DIR --data HELDOUT --drafter RUN/final
+arctic-train quantize --target DIR --data DATA --drafter RUN/final [--cache CACHE]
+
+Flags are checked up front (``cli_parser``); an error the user can fix (a bad flag, a broken
+checkpoint, a dataset that does not fit) is one line on stderr and exit status 2. ``--debug``
+or ``ARCTIC_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -17,82 +22,15 @@ from typing import Any
 import torch
 
 from .checkpoint import build_speculator, check_compatible, load_drafter, save_drafter
+from .cli_parser import PROG, build_parser
 from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig
+from .exceptions import TrainingStateError
 from .speculator import Speculator
 
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="arctic-train", description=__doc__.split("\n")[0])
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    g = sub.add_parser("generate", help="stage 1: the target continues prompt chunks")
-    g.add_argument("--target", required=True)
-    g.add_argument("--prompts", required=True, help="jsonl rows {'text'} or {'messages'}")
-    g.add_argument("--out", required=True)
-    g.add_argument("--prompt-len", type=int, default=64)
-    g.add_argument("--gen-len", type=int, default=256)
-    g.add_argument("--max-prompts", type=int, default=None)
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--temperature", type=float, default=1.0)
-    g.add_argument("--top-k", type=int, default=10)
-    g.add_argument("--greedy", action="store_true", help="temperature 0 (evaluation data)")
-    g.add_argument("--seed", type=int, default=0)
-
-    t = sub.add_parser("train", help="stage 2: distil a drafter on the target's hidden states")
-    t.add_argument("--target", required=True)
-    t.add_argument("--data", required=True, help="output dir of `generate`")
-    t.add_argument("--out", required=True)
-    t.add_argument("--kind", choices=["mlp", "lstm"], default="lstm")
-    t.add_argument("--method", choices=["sum_lstm", "sum_rnn"], default="sum_lstm")
-    t.add_argument("--inner-dim", type=int, default=256)
-    t.add_argument("--n-predict", type=int, default=3)
-    t.add_argument("--no-tie-weights", action="store_true")
-    t.add_argument("--cache", default=None, help="dir to cache hidden states in / read them from")
-    t.add_argument("--steps", type=int, default=3000)
-    t.add_argument("--batch-positions", type=int, default=1024)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--weight-decay", type=float, default=0.1)
-    t.add_argument("--warmup-frac", type=float, default=0.05)
-    t.add_argument("--grad-clip", type=float, default=1.0)
-    t.add_argument("--kl-weight", type=float, default=0.0)
-    t.add_argument("--checkpoint-every", type=int, default=100)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--no-resume", action="store_true")
-    t.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="bfloat16")
-
-    e = sub.add_parser("evaluate", help="acceptance against greedy continuations")
-    e.add_argument("--target", required=True)
-    e.add_argument("--data", required=True, help="`generate --greedy` output on held-out prompts")
-    e.add_argument("--drafter", required=True)
-    e.add_argument("--cache", default=None)
-    e.add_argument("--n", type=int, default=None)
-
-    q = sub.add_parser(
-        "quantize",
-        help="FP8 drafter layers rounded by GPTQ on the target's hidden states, saved beside "
-        "the drafter for serving (needs arctic-kernels: the [fp8] extra)",
-    )
-    q.add_argument("--target", required=True)
-    q.add_argument("--data", required=True, help="`generate` output to calibrate on (training)")
-    q.add_argument("--drafter", required=True)
-    q.add_argument("--cache", default=None)
-    q.add_argument("--positions", type=int, default=8192, help="calibration positions (random)")
-    q.add_argument(
-        "--activation-scheme", choices=["none", "per_token", "per_tensor"], default="none"
-    )
-    q.add_argument(
-        "--logits-dtype", choices=["float32", "drafter"], default="float32",
-        help="float32: no bf16 rounding ties in the FP8 heads' logits",
-    )  # fmt: skip
-    q.add_argument("--include-projections", action="store_true")
-    q.add_argument(
-        "--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16",
-        help="the dtype the drafter is calibrated in (the target's serving dtype)",
-    )  # fmt: skip
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--out", default=None, help="default: <drafter>/fp8_layers.safetensors")
-    return p
+# What a user can fix from the message alone: ours (CheckpointError, DatasetError and
+# IncompatibleTargetError are ValueErrors, as are config validation's), files (OSError) and a
+# missing extra (ImportError naming the pip install). Anything else is a bug: traceback.
+USER_ERRORS = (ValueError, TrainingStateError, OSError, ImportError)
 
 
 def quantize(
@@ -116,7 +54,7 @@ def quantize(
         import arctic_kernels as ak
         from arctic_kernels.quantize_drafter import PROJECTION_PATTERNS
     except ImportError as exc:
-        raise SystemExit(
+        raise ImportError(
             "arctic-train quantize needs arctic-kernels: pip install 'arctic-drafters[fp8]'"
         ) from exc
     if positions < 1:
@@ -191,8 +129,28 @@ def hidden_states_for(target_dir: str, data: Any, cache: str | None, target: Any
     return states
 
 
+def _debug_requested(args: argparse.Namespace) -> bool:
+    return bool(args.debug) or os.environ.get("ARCTIC_DEBUG", "") not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)  # a bad flag exits here with status 2
+    try:
+        return run(parser, args)
+    except USER_ERRORS as exc:
+        if _debug_requested(args):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__  # one line
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The command ``args`` names; a flag that only its combination with others (or with the
+    drafter) rules out is reported through ``parser.error``, before the target is loaded."""
+    if args.command == "train" and not args.no_tie_weights and args.n_predict < 2:
+        parser.error(f"--n-predict must be >= 2 unless --no-tie-weights, got {args.n_predict}")
     if args.threads:
         torch.set_num_threads(args.threads)
     from .training import (
@@ -201,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         generate_shards,
         load_prompts,
         load_target,
+        load_target_config,
         read_shards,
         train_drafter,
     )
@@ -219,14 +178,22 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
         )
         return 0
-    model, _ = load_target(args.target)
-    if args.command == "evaluate":  # a drafter for another target fails before any work
+    # The cheap checks first: a broken drafter, one made for another target (read from the
+    # target's config.json alone) or unusable data fail before the target's weights load.
+    target_config = load_target_config(args.target)
+    if args.command == "evaluate":
         drafter = load_drafter(args.drafter).float()
-        check_compatible(drafter, model.config)
-    if args.command == "quantize":
+        n_predict = drafter.config.n_predict
+        if args.n is not None and args.n > n_predict:
+            parser.error(f"--n must be <= the drafter's n_predict ({n_predict}), got {args.n}")
+    elif args.command == "quantize":
         drafter = load_drafter(args.drafter, dtype=getattr(torch, args.dtype))
-        check_compatible(drafter, model.config)
+    else:
+        torch.manual_seed(args.seed)
+        drafter = build_speculator(drafter_config(args, target_config))
+    check_compatible(drafter, target_config)
     data = read_shards(args.data)
+    model, _ = load_target(args.target)
     if args.command == "quantize":
         states = hidden_states_for(args.target, data, args.cache, model)
         summary = quantize(
@@ -244,10 +211,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     if args.command == "train":
-        torch.manual_seed(args.seed)
-        drafter = build_speculator(drafter_config(args, model.config))
-        check_compatible(drafter, model.config)
-        states = hidden_states_for(args.target, data, args.cache, model)
         config = TrainConfig(
             steps=args.steps,
             batch_positions=args.batch_positions,
@@ -259,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint_every=args.checkpoint_every,
             seed=args.seed,
         )
+        states = hidden_states_for(args.target, data, args.cache, model)
         report = train_drafter(drafter, data, states, args.out, config, resume=not args.no_resume)
         save_drafter(
             drafter,

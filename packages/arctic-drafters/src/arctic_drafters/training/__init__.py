@@ -8,7 +8,7 @@ Stage 2 (``trainer``): teacher-forced training on the target's final-norm hidden
 from .datagen import TokenShards, generate_shards, load_prompts, read_shards
 from .evaluate import AcceptanceReport, evaluate_acceptance
 from .hidden import HiddenStates, compute_hidden_states, load_hidden_cache, save_hidden_cache
-from .target import load_target
+from .target import load_target, load_target_config
 from .trainer import TrainConfig, train_drafter
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "load_hidden_cache",
     "load_prompts",
     "load_target",
+    "load_target_config",
     "read_shards",
     "save_hidden_cache",
     "train_drafter",

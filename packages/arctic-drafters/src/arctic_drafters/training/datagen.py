@@ -7,6 +7,7 @@ dataset's text: a drafter is judged on agreeing with the target, so it is traine
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ def load_prompts(
     """
     if prompt_len <= 0:
         raise ValueError(f"prompt_len must be positive, got {prompt_len}")
+    if max_prompts is not None and max_prompts <= 0:
+        raise ValueError(f"max_prompts must be positive or None, got {max_prompts}")
     prompts: list[list[int]] = []
     rows = 0
     with open(path, encoding="utf-8") as fh:
@@ -92,9 +95,26 @@ def generate_shards(
 ) -> Path:
     """Write ``shard-NNNNN.safetensors`` files of prompt + continuation tokens.
 
-    ``temperature=0`` is greedy (what evaluation compares against). Finished shards are kept
-    when rerun (each shard has its own seed), so an interrupted run resumes where it stopped.
+    ``temperature=0`` is greedy (what evaluation compares against), ``top_k=0`` samples
+    without top-k filtering. Finished shards are kept when rerun (each shard has its own
+    seed), so an interrupted run resumes where it stopped. Arguments are checked before
+    anything is written.
     """
+    for name, value in (
+        ("gen_len", gen_len),
+        ("batch_size", batch_size),
+        ("shard_size", shard_size),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be an int >= 0 (0: no top-k filtering), got {top_k!r}")
+    if (
+        not isinstance(temperature, int | float)
+        or not math.isfinite(temperature)
+        or temperature < 0
+    ):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
     if not prompts:
         raise DatasetError("no prompts to generate from")
     prompt_len = len(prompts[0])

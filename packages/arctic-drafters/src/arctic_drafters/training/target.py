@@ -17,6 +17,11 @@ def require_transformers() -> Any:
     return transformers
 
 
+def load_target_config(path: str) -> Any:
+    """The target's transformers config alone (vocab and hidden size), without its weights."""
+    return require_transformers().AutoConfig.from_pretrained(path)
+
+
 def load_target(path: str, dtype: Any = None) -> tuple[Any, Any]:
     """(model, tokenizer) of a causal LM directory, frozen and in eval mode."""
     import torch
