@@ -37,6 +37,7 @@ ALIASES = {
     "drafter_fp8": ("drafter_fp8", True),
     "drafter_cuda_graph": ("drafter_cuda_graph", False),
     "drafter_compile": ("drafter_compile", False),
+    "drafter_sampling": ("drafter_sampling", False),
     "drafter_int8": ("drafter_int8", False),
     "soft_batch_cap": ("soft_batch_cap", 4),
     "hard_batch_cap": ("hard_batch_cap", 8),
@@ -288,3 +289,21 @@ def test_resolve_drafter_for_another_target_is_a_clear_error(
     with pytest.raises(ArcticConfigError, match=message) as err:
         resolve_options(options, target_config)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("k", [129, 10000, 2**63])
+def test_num_speculative_tokens_beyond_what_vllm_verifies_is_refused_at_start_up(k):
+    with pytest.raises(
+        ArcticConfigError, match=rf"'num_speculative_tokens'\] must be an int in 1\.\.128, got {k}"
+    ):
+        parse_options({"method": "suffix", "num_speculative_tokens": k})
+    options, _ = parse_options({"method": "suffix", "num_speculative_tokens": 128})
+    assert options.num_speculative_tokens == 128
+
+
+def test_the_cap_is_vllms_own():
+    from vllm.v1.sample.rejection_sampler import MAX_SPEC_LEN
+
+    from arctic_vllm.options import MAX_SPECULATIVE_TOKENS
+
+    assert MAX_SPECULATIVE_TOKENS == MAX_SPEC_LEN

@@ -157,12 +157,23 @@ _DRAFTER_FIELDS = (
 )
 
 
-def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> None:
+# vLLM's rejection sampler verifies at most MAX_SPEC_LEN (128) draft tokens per request per
+# step and asserts it mid-serving (a bare AssertionError after start-up): refused up front.
+MAX_SPECULATIVE_TOKENS = 128
+
+
+def _check_int(
+    name: str, value: Any, low: int, allow_none: bool = False, high: int | None = None
+) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    bad = isinstance(value, bool) or not isinstance(value, int) or value < low
+    if not bad and high is not None and value > high:
+        bad = True
+    if bad:
+        span = f">= {low}" if high is None else f"in {low}..{high}"
         raise ArcticConfigError(
-            f"speculative_config[{name!r}] must be an int >= {low}, got {value!r}"
+            f"speculative_config[{name!r}] must be an int {span}, got {value!r}"
         )
 
 
@@ -234,7 +245,7 @@ def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]
         # bound K for method 'arctic' unless suffix decoding may draft further.
         k = 16 if method == "suffix" else None
     if k is not None:
-        _check_int("num_speculative_tokens", k, 1)
+        _check_int("num_speculative_tokens", k, 1, high=MAX_SPECULATIVE_TOKENS)
     fields["num_speculative_tokens"] = k
 
     for f in _BOOL_FIELDS:
