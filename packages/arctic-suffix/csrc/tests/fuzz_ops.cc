@@ -1,19 +1,152 @@
 // Fuzz target: bytes -> a sequence of tree / cache operations, integrity checked after
-// each. Built for libFuzzer with clang (-fsanitize=fuzzer); with any other compiler the
-// main() below feeds it random inputs for a time budget (a bounded stress test).
+// each, then a save or load against a hostile file (FIFO, device node, directory, symlinks,
+// a NUL or empty path, the input itself as a cache file). Built for libFuzzer with clang
+// (-fsanitize=fuzzer); with any other compiler the main() below feeds it random inputs for
+// a time budget (a bounded stress test).
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "cache_file.h"
+#include "file_io.h"
 #include "suffix_cache.h"
 #include "suffix_tree.h"
 
 using namespace arctic_suffix;
+
+namespace {
+
+#define REQUIRE(cond) \
+  do {                \
+    if (!(cond)) {    \
+      std::fprintf(stderr, "fuzz_ops: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+      __builtin_trap(); \
+    }                 \
+  } while (0)
+
+// Made once per process in a fresh directory. A save or load must refuse every target but
+// the regular file, the links to it and the dangling link (save creates what it names),
+// and must leave every node what it was.
+struct Hostile {
+  std::string dir;
+  std::vector<std::string> refused;  // load and save both raise PathError
+  bool devices = false;              // mknod was permitted (root)
+  std::string regular() const { return dir + "/regular.bin"; }
+  std::string link() const { return dir + "/link-regular"; }
+  std::string dangling() const { return dir + "/dangling"; }
+  std::string made() const { return dir + "/made.bin"; }
+  std::string input() const { return dir + "/input.bin"; }
+};
+
+Hostile make_hostile() {
+  Hostile h;
+  std::string base = std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp";
+  std::string tmpl = base + "/arctic_suffix_fuzz_XXXXXX";
+  REQUIRE(::mkdtemp(&tmpl[0]) != nullptr);
+  h.dir = tmpl;
+  REQUIRE(::mkfifo((h.dir + "/fifo").c_str(), 0600) == 0);
+  REQUIRE(::mkdir((h.dir + "/dir").c_str(), 0700) == 0);
+  REQUIRE(::symlink("fifo", (h.dir + "/link-fifo").c_str()) == 0);
+  REQUIRE(::symlink("dir", (h.dir + "/link-dir").c_str()) == 0);
+  REQUIRE(::symlink("regular.bin", h.link().c_str()) == 0);
+  REQUIRE(::symlink("made.bin", h.dangling().c_str()) == 0);
+  h.refused = {h.dir + "/fifo", h.dir + "/link-fifo", h.dir + "/dir", h.dir + "/link-dir",
+               h.dir + "/nul" + std::string("\0.bin", 5), ""};
+  // Made here, never a system path: /dev/zero's and /dev/full's numbers.
+  h.devices = ::mknod((h.dir + "/zero").c_str(), S_IFCHR | 0600, makedev(1, 5)) == 0 &&
+              ::mknod((h.dir + "/full").c_str(), S_IFCHR | 0600, makedev(1, 7)) == 0;
+  if (h.devices) {
+    h.refused.push_back(h.dir + "/zero");
+    h.refused.push_back(h.dir + "/full");
+  }
+  SuffixCache(4, -1, -1, Eviction::kFifo, 8).save(h.regular());
+  return h;
+}
+
+Hostile& hostile() {
+  static Hostile h = make_hostile();
+  static bool cleanup = [] {
+    return std::atexit([] {
+      const Hostile& x = hostile();
+      for (const char* n : {"/fifo", "/link-fifo", "/link-dir", "/regular.bin", "/link-regular",
+                            "/dangling", "/made.bin", "/input.bin", "/zero", "/full"}) {
+        ::unlink((x.dir + n).c_str());
+      }
+      ::rmdir((x.dir + "/dir").c_str());
+      ::rmdir(x.dir.c_str());
+    }) == 0;
+  }();
+  (void)cleanup;
+  return h;
+}
+
+mode_t kind(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0 ? (st.st_mode & S_IFMT) : 0;
+}
+
+void check_nodes(const Hostile& h) {
+  REQUIRE(kind(h.dir + "/fifo") == S_IFIFO && kind(h.dir + "/dir") == S_IFDIR);
+  for (const char* l : {"/link-fifo", "/link-dir", "/link-regular", "/dangling"}) {
+    REQUIRE(kind(h.dir + l) == S_IFLNK);
+  }
+  if (h.devices) REQUIRE(kind(h.dir + "/zero") == S_IFCHR && kind(h.dir + "/full") == S_IFCHR);
+  DIR* d = ::opendir(h.dir.c_str());
+  REQUIRE(d != nullptr);
+  while (dirent* e = ::readdir(d)) REQUIRE(std::strstr(e->d_name, ".tmp") == nullptr);
+  ::closedir(d);
+}
+
+template <class F>
+bool path_error(F&& f) {
+  try {
+    f();
+  } catch (const PathError&) {
+    return true;
+  }
+  return false;
+}
+
+// select: which target; saves fsync, so they are drawn rarely.
+void file_op(SuffixCache& cache, const uint8_t* data, size_t size, uint8_t select) {
+  Hostile& h = hostile();
+  const size_t pick = select % 8;
+  if (pick < 2) {
+    const std::string& p = h.refused[(select >> 3) % h.refused.size()];
+    REQUIRE(path_error([&] { cache.load(p); }));
+    REQUIRE(path_error([&] { cache.save(p); }));
+  } else if (pick < 6) {  // the input itself, read through the bounded loader
+    // A new file each time: truncating one makes ext4 flush it on close (measured: 3.5x
+    // fewer inputs per second).
+    ::unlink(h.input().c_str());
+    { std::ofstream(h.input(), std::ios::binary).write(reinterpret_cast<const char*>(data), size); }
+    try {
+      cache.load(h.input());
+    } catch (const FormatError&) {
+    }
+  } else if ((select >> 3) == 0) {
+    const std::string& p = pick == 6 ? h.link() : h.dangling();
+    cache.save(p);
+    SuffixCache back(4, -1, -1, Eviction::kFifo, 8);
+    back.load(pick == 6 ? h.regular() : h.made());
+    REQUIRE(back.cached_requests() == cache.cached_requests());
+    ::unlink(h.made().c_str());  // the dangling link dangles again
+  }
+  check_nodes(h);
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
@@ -61,6 +194,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     decode_entries(std::string(reinterpret_cast<const char*>(data), size));
   } catch (const FormatError&) {
+  }
+  if ((data[size - 2] & 3) == 0) {  // a quarter of the inputs: file system calls are slow
+    file_op(cache, data, size, data[size - 1]);
+    cache.check_integrity();
   }
   return 0;
 }

@@ -1,4 +1,7 @@
 // C++ unit tests of the core, without Python: ctest or ./test_core.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -6,6 +9,8 @@
 #include <vector>
 
 #include "cache_file.h"
+#include "file_io.h"
+#include "pod_vector.h"
 #include "suffix_cache.h"
 #include "suffix_tree.h"
 
@@ -127,6 +132,81 @@ static void test_cache_limits() {
   CHECK(throws<KeyError>([&] { c.evict("snope"); }));
 }
 
+static void test_pod_vector_keeps_elements_across_growth() {
+  PodVector<int64_t> v;
+  for (int64_t i = 0; i < 100000; ++i) v.emplace_back() = i * 7;
+  bool same = v.size() == 100000;
+  for (int64_t i = 0; i < 100000 && same; ++i) same = v[i] == i * 7;
+  CHECK(same);
+}
+
+static void test_dismantle_frees_in_steps() {
+  std::mt19937 rng(3);
+  std::vector<Token> toks(20000);
+  for (auto& t : toks) t = rng() % 50;
+  SuffixTree t(16);
+  t.extend(0, toks.data(), toks.size());
+  size_t before = t.memory_bytes(), steps = 0;
+  while (t.dismantle_step(64)) steps++;
+  CHECK(steps > 10);
+  CHECK(t.memory_bytes() < before);
+  CHECK(!t.contains(0));
+}
+
+static void test_reused_id_keeps_both_entries() {
+  SuffixCache c(8, -1, -1, Eviction::kFifo, 64);
+  std::vector<Token> a{1, 2, 3}, b{4, 5};
+  for (const auto& out : {a, b}) {
+    c.start_request("sx", "", nullptr, 0);
+    c.add_tokens("sx", out.data(), out.size());
+    c.stop_request("sx");
+  }
+  CHECK(c.cached_requests() == std::vector<std::string>({"sx", "sx"}));
+  CHECK(c.cached_tokens() == 5);
+  c.check_integrity();
+  c.evict("sx");
+  CHECK(c.cached_requests().empty() && c.cached_tokens() == 0);
+  c.run_pending_work(SIZE_MAX);
+  c.check_integrity();
+}
+
+// Only regular files are read or replaced; the C++ API refuses a NUL itself too.
+static void test_file_refusals(const std::string& base) {
+  char tmpl[4096];
+  std::snprintf(tmpl, sizeof(tmpl), "%s/arctic_suffix_files_XXXXXX", base.c_str());
+  if (::mkdtemp(tmpl) == nullptr) {
+    CHECK(false);
+    return;
+  }
+  const std::string dir = tmpl;
+  SuffixCache c(8, -1, -1, Eviction::kFifo, 64);
+  std::vector<Token> out{1, 2, 3};
+  c.start_request("sr", "", nullptr, 0);
+  c.add_tokens("sr", out.data(), out.size());
+  c.stop_request("sr");
+  const std::string fifo = dir + "/fifo", link = dir + "/link", real = dir + "/real.bin";
+  CHECK(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK(throws<PathError>([&] { c.load(fifo); }));  // returns: no wait for a writer
+  CHECK(throws<PathError>([&] { c.save(fifo); }));
+  struct stat st;
+  CHECK(::lstat(fifo.c_str(), &st) == 0 && S_ISFIFO(st.st_mode));
+  CHECK(throws<PathError>([&] { c.load(dir); }));
+  CHECK(throws<PathError>([&] { c.save(dir); }));
+  CHECK(throws<PathError>([&] { c.save(""); }));
+  CHECK(throws<PathError>([&] { c.save(real + std::string("\0x", 2)); }));
+  CHECK(throws<PathError>([&] { c.load(real + std::string("\0x", 2)); }));
+  CHECK(::access(real.c_str(), F_OK) != 0);  // not written under the cut-short name
+  CHECK(::symlink("real.bin", link.c_str()) == 0);  // dangling until the save
+  c.save(link);
+  CHECK(::lstat(link.c_str(), &st) == 0 && S_ISLNK(st.st_mode));
+  CHECK(::lstat(real.c_str(), &st) == 0 && S_ISREG(st.st_mode));
+  SuffixCache d(8, -1, -1, Eviction::kFifo, 64);
+  d.load(link);
+  CHECK(d.cached_requests() == c.cached_requests());
+  for (const char* name : {"/fifo", "/link", "/real.bin"}) ::unlink((dir + name).c_str());
+  CHECK(::rmdir(dir.c_str()) == 0);  // no temporary file was left behind
+}
+
 int main(int argc, char** argv) {
   std::string dir = argc > 1 ? argv[1] : "/tmp";
   test_counts_and_draft();
@@ -134,6 +214,10 @@ int main(int argc, char** argv) {
   test_random_ops_keep_integrity();
   test_cache_save_load(dir);
   test_cache_limits();
+  test_pod_vector_keeps_elements_across_growth();
+  test_dismantle_frees_in_steps();
+  test_reused_id_keeps_both_entries();
+  test_file_refusals(dir);
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
