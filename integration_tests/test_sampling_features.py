@@ -2,10 +2,11 @@
 
 Structured outputs (a JSON schema; Arctic Inference crashed here in hybrid mode, its issue
 #157), a LoRA adapter on the target with the global suffix tree per adapter, logprobs,
-min_tokens, stop strings, penalties, logit_bias and min_p. Each case is greedy, so "the same
-output" is token for token. vLLM 0.32's rejection sampler applies neither logit_bias nor
-min_p to draft positions; arctic drafts nothing for such requests (they are sampled by
-vLLM's ordinary sampler), which keeps them exact.
+min_tokens, stop strings, penalties, logit_bias and min_p. Each case is greedy, or seeded
+and undrafted, so "the same output" is token for token. vLLM refuses logit_bias and min_p
+whenever speculation is on (its rejection sampler applies neither to draft positions);
+under arctic they are served, never drafted for (vLLM's ordinary sampler samples them),
+which keeps them exact.
 """
 
 from __future__ import annotations
@@ -77,7 +78,11 @@ def _cases(requests_: list[Any]) -> list[tuple[str, list[int], dict[str, Any]]]:
             {"repetition_penalty": 1.3, "frequency_penalty": 0.4, "presence_penalty": 0.2},
         ),
         ("logit_bias", edit, {"logit_bias": {13: 8.0, 198: -100.0}}),
-        ("min_p", edit, {"min_p": 0.2}),
+        ("min_p", edit, {"min_p": 0.2}),  # greedy: vLLM drops min_p, drafting is fine
+        # Sampled and seeded: served undrafted, so the very same draws as without
+        # speculation, token for token.
+        ("min_p sampled", edit, {"min_p": 0.2, "temperature": 1.0, "seed": 3}),
+        ("logit_bias sampled", code, {"logit_bias": {13: 3.0}, "temperature": 1.0, "seed": 4}),
         ("json schema", code, {"structured": SCHEMA, "max_tokens": 40}),
         ("lora", edit, {"lora": True}),
         ("lora + json", code, {"lora": True, "structured": SCHEMA, "max_tokens": 40}),
@@ -115,7 +120,7 @@ def _generate_batch(engine: Engine, cases: list[Any], lora_dir: Path) -> list[An
             kwargs["structured_outputs"] = StructuredOutputsParams(json=schema)
         kwargs.setdefault("max_tokens", 32)
         prompts.append(TokensPrompt(prompt_token_ids=prompt))
-        params.append(SamplingParams(temperature=0.0, **kwargs))
+        params.append(SamplingParams(**{"temperature": 0.0, **kwargs}))
         loras.append(LoRARequest("tiny-adapter", 1, str(lora_dir)) if lora else None)
     outs = engine.llm.generate(prompts, params, lora_request=loras, use_tqdm=False)
     return list(outs)
@@ -171,6 +176,6 @@ def test_features_with_hybrid_speculation_equal_no_speculation(requests_, lora_d
     # vLLM's engine appends a suffix to the request id ("3" -> "3-1a2b..."); summaries
     # keep only requests that drafted.
     drafted = {s.req_id.split("-")[0]: s for s in summaries}
-    for name in ("min_p", "logit_bias"):  # served undrafted
+    for name in ("min_p sampled", "logit_bias", "logit_bias sampled"):  # served undrafted
         assert ids[name] not in drafted or drafted[ids[name]].drafts == 0, name
     assert any(s.drafts > 0 for s in summaries), "no request drafted at all"
