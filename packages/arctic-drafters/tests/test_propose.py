@@ -132,11 +132,16 @@ def test_sampled_drafts_reproduce_per_row_generator_whatever_the_batch():
     hidden, last = torch.randn(3, 8), torch.tensor([1, 2, 3])
     temps = torch.tensor([1.0, 1.0, 0.0])
 
-    def row0(batch: int) -> torch.Tensor:
+    def row0_twice(batch: int, n: int) -> list[list[int]]:
+        """Row 0's drafts over two calls (its generator carries over), row 0 drafting 1
+        token while the batch's longest draft is n."""
         gens = [torch.Generator().manual_seed(42)] + [torch.Generator() for _ in range(batch - 1)]
-        return spec.propose_sampled(hidden[:batch], last[:batch], 3, temps[:batch], gens)[0][0]
+        calls = [spec.propose_sampled(hidden[:batch], last[:batch], n, temps[:batch], gens)[0]
+                 for _ in range(2)]  # fmt: skip
+        return [c[0, :1].tolist() for c in calls]
 
-    assert torch.equal(row0(1), row0(3))
+    # Alone (n=1) or beside a row drafting 3: the same stream, call after call.
+    assert row0_twice(1, 1) == row0_twice(3, 3)
 
 
 def test_sampled_drafts_refuse_bad_inputs():

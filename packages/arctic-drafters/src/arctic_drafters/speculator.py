@@ -136,6 +136,9 @@ class Speculator(nn.Module):
         temperatures = temperatures.to(hidden_states.device, torch.float32)
         sampled = temperatures > 0
         scale = torch.where(sampled, temperatures, torch.ones_like(temperatures)).unsqueeze(1)
+        # Every row draws n_predict uniforms per call, whatever n is: a seeded request's
+        # stream must not depend on the other rows (n is the batch's longest draft).
+        uniforms = 1.0 - _uniforms(batch, self.config.n_predict, generators, hidden_states.device)
         state, cell = self.initial_state(hidden_states)
         tokens = last_tokens
         out_tokens, out_probs = [], []
@@ -146,7 +149,7 @@ class Speculator(nn.Module):
             probs = torch.softmax(logits / scale, dim=-1)
             # Inverse-CDF draw with u in (0, total]: a token of zero mass is never drawn.
             cdf = probs.cumsum(-1)
-            u = 1.0 - _uniforms(batch, generators, probs.device)  # (B,) in (0, 1]
+            u = uniforms[:, i]  # (B,) in (0, 1]
             drawn = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).squeeze(1)
             drawn = drawn.clamp_(max=probs.shape[1] - 1)
             probs = probs / cdf[:, -1:]  # exactly the distribution the draw used
@@ -184,12 +187,13 @@ class Speculator(nn.Module):
 
 
 def _uniforms(
-    batch: int, generators: Sequence[torch.Generator | None] | None, device: torch.device
+    batch: int,
+    draws: int,
+    generators: Sequence[torch.Generator | None] | None,
+    device: torch.device,
 ) -> torch.Tensor:
-    """One U[0, 1) draw per row, row b from ``generators[b]`` (one call per row: a seeded
+    """(B, draws) U[0, 1) values, row b from ``generators[b]`` (one call per row: a seeded
     request's stream must not depend on what else is in the batch)."""
     if generators is None:
-        return torch.rand(batch, device=device)
-    return torch.cat(
-        [torch.rand(1, generator=g, device=device) for g in generators]
-    )  # fmt: skip
+        return torch.rand(batch, draws, device=device)
+    return torch.stack([torch.rand(draws, generator=g, device=device) for g in generators])
