@@ -14,11 +14,10 @@ import torch
 from arctic_drafters import load_drafter
 from arctic_runtime.draft import DRAFTER, SUFFIX, Draft
 from arctic_runtime.drafter_proposer import DrafterProposer
-from arctic_runtime.engine import generate
 from arctic_runtime.exceptions import DraftShapeError
-from arctic_runtime.hf_target import HFTarget
 from arctic_runtime.hybrid import HybridProposer
 from arctic_runtime.proposer import ProposeRequest
+from arctic_runtime.reference import HFTarget, generate
 from arctic_runtime.suffix_proposer import SuffixProposer
 
 transformers = pytest.importorskip("transformers")

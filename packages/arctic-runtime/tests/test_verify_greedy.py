@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arctic_runtime.exceptions import DraftShapeError, TargetShapeError, TensorDtypeError
-from arctic_runtime.verify_greedy import PAD_TOKEN, verify_greedy
+from arctic_runtime.reference import PAD_TOKEN, verify_greedy
 
 VOCAB = 3  # small, so that drafts often agree with the argmax for a while
 

@@ -17,8 +17,12 @@ import torch
 
 from arctic_runtime.draft import DRAFTER, SUFFIX, Draft
 from arctic_runtime.exceptions import DraftShapeError, TargetShapeError, TensorDtypeError
-from arctic_runtime.verify_greedy import PAD_TOKEN, verify_greedy
-from arctic_runtime.verify_sampling import verify_sampling, verify_sampling_draft
+from arctic_runtime.reference import (
+    PAD_TOKEN,
+    verify_greedy,
+    verify_sampling,
+    verify_sampling_draft,
+)
 
 TRIALS = 40_000
 VOCAB = 8

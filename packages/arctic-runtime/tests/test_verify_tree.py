@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 
 from arctic_runtime.draft import SUFFIX, Draft
 from arctic_runtime.exceptions import TargetShapeError, TensorDtypeError, VerifyInputError
-from arctic_runtime.verify_greedy import verify_greedy
-from arctic_runtime.verify_tree import accept_tree, build_tree_inputs
+from arctic_runtime.reference import accept_tree, build_tree_inputs, verify_greedy
 
 VOCAB = 3  # small, so that siblings repeat tokens and many nodes match the argmax
 

@@ -1,27 +1,36 @@
-"""Engine-agnostic speculation loop: proposers, the draft loop, verifiers, a reference engine.
+"""Engine-agnostic speculation loop: proposers, the draft loop, acceptance counts.
 
-No vLLM import here: arctic-vllm adapts vLLM's model runner to these pieces, and
+No vLLM import here: arctic-vllm adapts vLLM's model runner to these pieces. The reference
+engine and its verifiers live in `arctic_runtime.reference` and are re-exported here:
 `generate` drives a Hugging Face transformers model with them (the oracle for the plugin).
 """
 
 from __future__ import annotations
 
-from .acceptance import AcceptanceTracker
+from .acceptance import AcceptanceTracker, DraftCounts
 from .distribution_check import HomogeneityResult, chi_square_homogeneity, chi_square_survival
 from .draft import DRAFTER, SUFFIX, Draft
 from .draft_loop import DraftLoop, default_batch_sizes
 from .drafter_proposer import DrafterProposer
-from .engine import StepPolicy, generate
 from .exceptions import DraftShapeError, TargetShapeError, TensorDtypeError, VerifyInputError
-from .generation_result import GenerationResult, GenerationStats, SourceStats
 from .hybrid import HybridProposer
 from .policy import SpeculationPolicy
 from .proposer import Proposer, ProposeRequest
+from .reference import (
+    GenerationResult,
+    GenerationStats,
+    SourceStats,
+    StepPolicy,
+    TreeInputs,
+    accept_tree,
+    build_tree_inputs,
+    generate,
+    verify_greedy,
+    verify_sampling,
+    verify_sampling_draft,
+)
 from .suffix_proposer import SuffixProposer
 from .tp_draft import VocabParallelDraftRunner, shard_sizes
-from .verify_greedy import verify_greedy
-from .verify_sampling import verify_sampling, verify_sampling_draft
-from .verify_tree import TreeInputs, accept_tree, build_tree_inputs
 
 __version__ = "0.1.0"
 
@@ -30,6 +39,7 @@ __all__ = [
     "SUFFIX",
     "AcceptanceTracker",
     "Draft",
+    "DraftCounts",
     "DraftLoop",
     "DraftShapeError",
     "DrafterProposer",

@@ -1,14 +1,73 @@
-"""Running per-position acceptance rates: what a draft of length L is expected to earn.
+"""How drafts fare: plain counts for reports, and per-position rates for decisions.
+
+`DraftCounts` is the one counter every report shares (the reference engine's stats,
+arctic-vllm's per-source and per-request metrics). `AcceptanceTracker` is what a proposer
+decides with: the expected accepted length of a draft of length L.
 
 A draft's tokens are accepted left to right, so position i is only *reached* when positions
-0..i-1 were accepted. We keep, per position, the conditional rate a_i = P(accept i | reached
-i) as decayed counts (recent steps weigh more: acceptance drifts within a request), and the
-expected accepted length of an L-token draft is sum_{i<L} prod_{j<=i} a_j.
+0..i-1 were accepted. The tracker keeps, per position, the conditional rate
+a_i = P(accept i | reached i) as decayed counts (recent steps weigh more: acceptance drifts
+within a request), and the expected accepted length of an L-token draft is
+sum_{i<L} prod_{j<=i} a_j.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+
+@dataclass
+class DraftCounts:
+    """Verified drafts and their accepted tokens; ``a + b`` sums two counts.
+
+    ``mean_acceptance_length`` is the tokens emitted per verified draft: the accepted draft
+    tokens plus the target's bonus token, the convention of the speculative-decoding papers
+    (Leviathan et al. 2023, arXiv 2211.17192), where no speculation scores 1.0.
+    """
+
+    drafts: int = 0  # verifications that carried a draft
+    draft_tokens: int = 0
+    accepted_tokens: int = 0  # before the output is cut at EOS or a length limit
+
+    @staticmethod
+    def check(num_drafted: int, num_accepted: int) -> None:
+        """Raise ValueError unless ``0 <= num_accepted <= num_drafted`` (so, before anything
+        is counted, a caller recording into several counters can validate once)."""
+        if not 0 <= num_accepted <= num_drafted:
+            raise ValueError(
+                f"num_accepted must be in 0..num_drafted={num_drafted}, got {num_accepted}"
+            )
+
+    def record(self, num_drafted: int, num_accepted: int) -> None:
+        """Count one verified draft of ``num_drafted`` tokens, ``num_accepted`` accepted."""
+        self.check(num_drafted, num_accepted)
+        self.drafts += 1
+        self.draft_tokens += num_drafted
+        self.accepted_tokens += num_accepted
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Accepted / drafted tokens (0.0 before any draft token)."""
+        return self.accepted_tokens / self.draft_tokens if self.draft_tokens else 0.0
+
+    @property
+    def mean_acceptance_length(self) -> float:
+        """``1 + accepted_tokens / drafts`` (1.0 before any draft)."""
+        return 1.0 + self.accepted_tokens / self.drafts if self.drafts else 1.0
+
+    @property
+    def drafted_tokens(self) -> int:
+        """``draft_tokens`` under the name `SourceStats` gave it (kept for its readers)."""
+        return self.draft_tokens
+
+    def __add__(self, other: object) -> DraftCounts:
+        if not isinstance(other, DraftCounts):
+            return NotImplemented
+        return DraftCounts(
+            self.drafts + other.drafts,
+            self.draft_tokens + other.draft_tokens,
+            self.accepted_tokens + other.accepted_tokens,
+        )
 
 
 @dataclass
@@ -36,10 +95,7 @@ class AcceptanceTracker:
         self.accepted = [0.0] * self.num_positions
 
     def record(self, num_drafted: int, num_accepted: int) -> None:
-        if not 0 <= num_accepted <= num_drafted:
-            raise ValueError(
-                f"num_accepted must be in 0..num_drafted={num_drafted}, got {num_accepted}"
-            )
+        DraftCounts.check(num_drafted, num_accepted)
         d = self.decay
         for i in range(self.num_positions):
             self.reached[i] *= d

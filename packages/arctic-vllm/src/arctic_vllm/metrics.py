@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from arctic_runtime import DraftCounts
+
 from .metrics_export import FAILURES, SOURCE_COUNTERS, SnapshotWriter, metrics_dir
 
 logger = logging.getLogger("vllm.arctic")
@@ -44,33 +46,42 @@ def _prometheus() -> dict[str, Any]:
     return _PROM
 
 
-@dataclass
-class SourceCounts:
-    drafts: int = 0
-    draft_tokens: int = 0
-    accepted_tokens: int = 0
-
-    @property
-    def acceptance_rate(self) -> float:
-        return self.accepted_tokens / self.draft_tokens if self.draft_tokens else 0.0
+# One source's counts are arctic-runtime's shared counter; the name stays for its readers.
+SourceCounts = DraftCounts
 
 
 @dataclass
 class RequestSummary:
+    """One request's drafts, whatever their source."""
+
     req_id: str
-    drafts: int = 0
-    draft_tokens: int = 0
-    accepted_tokens: int = 0
+    counts: DraftCounts = field(default_factory=DraftCounts)
     by_source: dict[str, int] = field(default_factory=dict)  # accepted tokens per source
 
     @property
+    def drafts(self) -> int:
+        return self.counts.drafts
+
+    @property
+    def draft_tokens(self) -> int:
+        return self.counts.draft_tokens
+
+    @property
+    def accepted_tokens(self) -> int:
+        return self.counts.accepted_tokens
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.counts.acceptance_rate
+
+    @property
     def mean_acceptance_length(self) -> float:
-        return 1.0 + self.accepted_tokens / self.drafts if self.drafts else 1.0
+        return self.counts.mean_acceptance_length
 
 
 class ArcticMetrics:
     def __init__(self, log_interval_s: float = 10.0, keep_summaries: int = 1000) -> None:
-        self.sources: dict[str, SourceCounts] = {}
+        self.sources: dict[str, DraftCounts] = {}
         self.proposer_failures = 0
         self.requests: dict[str, RequestSummary] = {}
         self.finished: deque[RequestSummary] = deque(maxlen=keep_summaries)
@@ -84,14 +95,15 @@ class ArcticMetrics:
         self.exporter = SnapshotWriter(self, directory) if directory is not None else None
 
     def record(self, req_id: str, source: str, num_draft: int, num_accepted: int) -> None:
-        c = self.sources.setdefault(source, SourceCounts())
-        c.drafts += 1
-        c.draft_tokens += num_draft
-        c.accepted_tokens += num_accepted
-        s = self.requests.setdefault(req_id, RequestSummary(req_id))
-        s.drafts += 1
-        s.draft_tokens += num_draft
-        s.accepted_tokens += num_accepted
+        DraftCounts.check(num_draft, num_accepted)  # before any counter moves
+        counts = self.sources.get(source)
+        if counts is None:
+            counts = self.sources[source] = DraftCounts()
+        counts.record(num_draft, num_accepted)
+        s = self.requests.get(req_id)
+        if s is None:
+            s = self.requests[req_id] = RequestSummary(req_id)
+        s.counts.record(num_draft, num_accepted)
         s.by_source[source] = s.by_source.get(source, 0) + num_accepted
         drafts, draft_tokens, accepted = self._children(source)
         drafts.inc()

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .draft import Draft
-from .exceptions import TargetShapeError, TensorDtypeError, VerifyInputError
+from ..draft import Draft
+from ..exceptions import TargetShapeError, TensorDtypeError, VerifyInputError
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from .draft import Draft
-from .exceptions import DraftShapeError, TargetShapeError, TensorDtypeError
+from ..draft import Draft
+from ..exceptions import DraftShapeError, TargetShapeError, TensorDtypeError
 from .verify_greedy import (
     PAD_TOKEN,
     check_integer_tensors,

@@ -23,11 +23,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from .draft import Draft
-from .exceptions import DraftShapeError
-from .generation_result import GenerationResult, GenerationStats
+from ..draft import Draft
+from ..exceptions import DraftShapeError
+from ..proposer import Proposer, ProposeRequest
 from .hf_target import HFTarget, drop_last_positions, keep_new_positions
-from .proposer import Proposer, ProposeRequest
+from .result import GenerationResult, GenerationStats
 from .verify_greedy import verify_greedy
 from .verify_tree import accept_tree, build_tree_inputs
 

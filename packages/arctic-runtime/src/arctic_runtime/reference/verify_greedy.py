@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .exceptions import DraftShapeError, TargetShapeError, TensorDtypeError
+from ..exceptions import DraftShapeError, TargetShapeError, TensorDtypeError
 
 # Output positions past ``num_output`` hold this, so that a caller reading too far sees an
 # impossible token id instead of a plausible stale one.
