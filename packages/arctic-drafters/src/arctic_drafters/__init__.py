@@ -3,7 +3,7 @@
 Public API; everything else in the package is private.
 """
 
-from .checkpoint import build_speculator, check_compatible, load_drafter, save_drafter
+from .checkpoint import check_compatible, load_drafter, save_drafter
 from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig
 from .exceptions import (
     CheckpointError,
@@ -11,9 +11,11 @@ from .exceptions import (
     IncompatibleTargetError,
     TrainingStateError,
 )
+from .layers import tied_index
 from .lstm import LSTMSpeculator
 from .mlp import MLPSpeculator
 from .speculator import Speculator
+from .strict_load import build_speculator
 
 __version__ = "0.1.0"
 
@@ -33,4 +35,5 @@ __all__ = [
     "check_compatible",
     "load_drafter",
     "save_drafter",
+    "tied_index",
 ]

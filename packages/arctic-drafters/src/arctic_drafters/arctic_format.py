@@ -18,6 +18,13 @@ from .checkpoint_files import CONFIG_FILE, load_safetensors, load_torch_bin
 from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig
 from .exceptions import CheckpointError
 from .layers import tied_index, tied_proj_index
+from .strict_load import (
+    HEAD_KEY,
+    build_on_meta,
+    check_head_count,
+    check_weight_values,
+    load_state_dict_strict,
+)
 
 ARCTIC_ARCHITECTURES = (
     "ArcticLSTMSpeculatorPreTrainedModel",
@@ -26,7 +33,6 @@ ARCTIC_ARCHITECTURES = (
 )
 _MLP_KEY = re.compile(r"^(emb|proj|ln)\.(\d+)(?:\.0)?\.(weight|bias)$")
 _LSTM_KEY = re.compile(r"^(projs|cell_ln|state_ln)\.(\d+)\.(weight|bias)$")
-_HEAD_KEY = re.compile(r"^head\.(\d+)\.weight$")
 _LSTM_EMBS = ("forget_emb", "input_emb", "output_emb", "cell_emb")  # gate order of the sum
 _DOTTED_INTS = re.compile(r"[0-9]+(?:\.[0-9]+)*")  # ASCII digits only: int() takes "1_0", "٣"
 
@@ -163,7 +169,7 @@ def _rename(state: dict[str, torch.Tensor], config: SpeculatorConfig) -> dict[st
     is_lstm = isinstance(config, LSTMSpeculatorConfig) and config.method == "sum_lstm"
     lstm_embs: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        match = (_LSTM_KEY if is_lstm else _MLP_KEY).match(key) or _HEAD_KEY.match(key)
+        match = (_LSTM_KEY if is_lstm else _MLP_KEY).match(key) or HEAD_KEY.match(key)
         lstm_emb = re.match(r"^(\w+_emb)\.0\.weight$", key) if is_lstm else None
         if lstm_emb and lstm_emb.group(1) in _LSTM_EMBS:
             lstm_embs[lstm_emb.group(1)] = value
@@ -201,13 +207,6 @@ def import_arctic_checkpoint(root: Path, data: dict[str, Any]) -> Any:
 
     The file's tensors are read (memory bounded by the file's size) and checked before the
     model is allocated: it is built on the meta device until they fit."""
-    from .checkpoint import (
-        build_on_meta,
-        check_head_count,
-        check_weight_values,
-        load_state_dict_strict,
-    )
-
     try:
         config = arctic_config(data)
     except CheckpointError as exc:

@@ -8,11 +8,9 @@ triton imports and the reference elsewhere, and `selected_backend(op)` says whic
 from __future__ import annotations
 
 from arctic_kernels._dispatch import selected_backend, triton_available
+from arctic_kernels._fp8_format import FP8_DTYPE, FP8_MAX, MIN_SCALE
 from arctic_kernels.exceptions import BackendUnavailableError, NonFiniteInputError, ShardingError
 from arctic_kernels.fp8 import (
-    FP8_DTYPE,
-    FP8_MAX,
-    MIN_SCALE,
     dequantize,
     quantize_per_channel,
     quantize_per_tensor,

@@ -18,12 +18,8 @@ from __future__ import annotations
 import torch
 
 from arctic_kernels._dispatch import Backend, choose_backend
+from arctic_kernels._fp8_format import FP8_DTYPE, FP8_MAX, MIN_SCALE
 from arctic_kernels.exceptions import NonFiniteInputError
-
-FP8_DTYPE = torch.float8_e4m3fn
-FP8_MAX = float(torch.finfo(torch.float8_e4m3fn).max)  # 448.0
-# Floor for a scale; far below any real amax / 448 of bf16 data, so it only matters for zeros.
-MIN_SCALE = 1e-12
 
 
 def check_finite(x: torch.Tensor, name: str) -> None:

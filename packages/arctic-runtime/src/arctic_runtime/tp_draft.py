@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from arctic_drafters import Speculator
-from arctic_drafters.layers import tied_index
+from arctic_drafters import Speculator, tied_index
 from arctic_kernels import Fp8Linear, Int8Linear, sharded_topk
 
 

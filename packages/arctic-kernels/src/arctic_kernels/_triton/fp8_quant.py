@@ -8,8 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
+from arctic_kernels._fp8_format import FP8_DTYPE, MIN_SCALE
 from arctic_kernels._triton.math import FP8_MAX, round_to_e4m3_grid
-from arctic_kernels.fp8 import FP8_DTYPE, MIN_SCALE
 
 
 @triton.jit
