@@ -108,7 +108,7 @@ class Totals:
         sources = {
             name: {
                 **s,
-                "acceptance_rate": s["accepted_tokens"] / max(1, s["drafted_tokens"]),
+                "acceptance_rate": s["accepted_tokens"] / max(1, s["draft_tokens"]),
                 "mean_accepted_per_draft": s["accepted_tokens"] / max(1, s["drafts"]),
             }
             for name, s in self.per_source.items()

@@ -138,3 +138,29 @@ def test_drafter_proposer_samples_sampled_requests_and_returns_their_q():
                                         generator=torch.Generator().manual_seed(5))])  # fmt: skip
     assert alone is not None and alone.token_ids == sampled.token_ids
     assert alone.probs is not None and torch.allclose(alone.probs, sampled.probs)
+
+
+def test_a_seeded_sampled_request_drafts_as_if_alone_whatever_the_batch():
+    """int8 heads (and any batch-size-dependent kernel) must not make a reproducible
+    request's sampled draft depend on its neighbours: it is drafted in a call of its own."""
+    spec = _speculator("mlp")
+    p = DrafterProposer(spec)
+    calls: list[int] = []
+    real = spec.propose_sampled
+
+    def counting(hidden, *args, **kwargs):
+        calls.append(hidden.shape[0])
+        return real(hidden, *args, **kwargs)
+
+    spec.propose_sampled = counting  # type: ignore[method-assign]
+    hidden = torch.randn(6, 20)
+    batch = [
+        ProposeRequest(f"r{i}", 3, i, hidden[i], reproducible=i == 2, temperature=1.0,
+                       generator=torch.Generator().manual_seed(i))
+        for i in range(6)
+    ]  # fmt: skip
+    for r in batch:
+        p.start_request(r.req_id, [0])
+    drafts = p.propose(batch)
+    assert sorted(calls) == [1, 5]  # the seeded one alone, the others together
+    assert all(d is not None and d.probs is not None for d in drafts)
