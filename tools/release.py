@@ -12,6 +12,7 @@ installed wheel, not the source tree. ``tools/check_release.py`` does this for e
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -39,13 +40,23 @@ class Member:
         meta = tomllib.loads((path / "pyproject.toml").read_text())
         project = meta["project"]
         groups = meta.get("dependency-groups", {})
+        module = project["name"].replace("-", "_")
         return cls(
             name=project["name"],
-            version=project["version"],
-            module=project["name"].replace("-", "_"),
+            version=project.get("version") or _init_version(path / "src" / module),
+            module=module,
             path=path,
             test_requirements=tuple(groups.get("dev", ())),
         )
+
+
+def _init_version(package_dir: Path) -> str:
+    """A member's version: the `__version__` line of its __init__.py (its one source)."""
+    init = package_dir / "__init__.py"
+    found = re.search(r'^__version__ = "([^"]+)"', init.read_text(), re.MULTILINE)
+    if found is None:
+        raise SystemExit(f'{init}: no `__version__ = "..."` line')
+    return found.group(1)
 
 
 def workspace_members() -> list[Member]:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-FP8_MAX: tl.constexpr = tl.constexpr(448.0)
+from .._fp8_format import FP8_MAX as _FP8_MAX
+
+FP8_MAX: tl.constexpr = tl.constexpr(_FP8_MAX)  # the one value, as a Triton constant
 
 
 @triton.jit
