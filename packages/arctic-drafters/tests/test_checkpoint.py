@@ -107,3 +107,32 @@ def test_check_compatible():
         check_compatible(model.config, {"vocab_size": 50, "hidden_size": 9})
     with pytest.raises(IncompatibleTargetError, match="lacks vocab_size"):
         check_compatible(model, {})
+
+
+def test_the_config_alone_is_read_without_the_weights(tmp_path):
+    """A front end checks a drafter against its target from config.json only."""
+    from arctic_drafters import (
+        MLPSpeculatorConfig,
+        build_speculator,
+        load_drafter_config,
+        save_drafter,
+    )
+
+    config = MLPSpeculatorConfig(61, 20, 12)
+    save_drafter(build_speculator(config), tmp_path / "d")
+    (tmp_path / "d" / "model.safetensors").write_bytes(b"not read")  # corrupt: never opened
+    assert load_drafter_config(tmp_path / "d") == config
+
+
+def test_the_config_alone_of_an_arctic_checkpoint(tmp_path):
+    from anchor_checkpoints import H, V, arctic_config, write
+
+    from arctic_drafters import load_drafter, load_drafter_config
+
+    root = write(
+        tmp_path / "a", arctic_config("ArcticLSTMSpeculatorPreTrainedModel", "sum_lstm", True), {}
+    )
+    config = load_drafter_config(root)  # no weights file at all: not needed
+    assert (config.vocab_size, config.hidden_size, config.kind) == (V, H, "lstm")
+    with pytest.raises(CheckpointError):
+        load_drafter(root)  # the full load does need them

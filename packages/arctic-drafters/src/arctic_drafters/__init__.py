@@ -3,7 +3,7 @@
 Public API; everything else in the package is private.
 """
 
-from .checkpoint import check_compatible, load_drafter, save_drafter
+from .checkpoint import check_compatible, load_drafter, load_drafter_config, save_drafter
 from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig
 from .exceptions import (
     CheckpointError,
@@ -34,6 +34,7 @@ __all__ = [
     "build_speculator",
     "check_compatible",
     "load_drafter",
+    "load_drafter_config",
     "save_drafter",
     "tied_index",
 ]

@@ -10,7 +10,12 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from .arctic_format import ARCTIC_ARCHITECTURES, import_arctic_checkpoint, is_arctic_config
+from .arctic_format import (
+    ARCTIC_ARCHITECTURES,
+    arctic_config,
+    import_arctic_checkpoint,
+    is_arctic_config,
+)
 from .checkpoint_files import CONFIG_FILE, load_safetensors, read_config_json, safetensors_header
 from .config import SpeculatorConfig, config_from_dict
 from .exceptions import CheckpointError, IncompatibleTargetError
@@ -60,7 +65,7 @@ def save_drafter(
     return out
 
 
-def _load_native(root: Path, data: dict[str, Any]) -> Speculator:
+def _native_config(root: Path, data: dict[str, Any]) -> SpeculatorConfig:
     if data.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{root}: format_version {data.get('format_version')!r} is not supported "
@@ -68,9 +73,37 @@ def _load_native(root: Path, data: dict[str, Any]) -> Speculator:
         )
     fields = {k: v for k, v in data.items() if k not in ("format", "format_version", "metadata")}
     try:
-        config = config_from_dict(fields)
+        return config_from_dict(fields)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{root / CONFIG_FILE}: {exc}") from exc
+
+
+def _unsupported(root: Path, data: dict[str, Any]) -> CheckpointError:
+    return CheckpointError(
+        f"{root / CONFIG_FILE} is neither an arctic-drafters checkpoint nor an Arctic / "
+        f"vLLM mlp_speculator one (architectures={data.get('architectures')!r}, "
+        f"model_type={data.get('model_type')!r}); supported architectures: "
+        f"{', '.join(ARCTIC_ARCHITECTURES)}, or model_type 'mlp_speculator'"
+    )
+
+
+def load_drafter_config(path: str | os.PathLike[str]) -> SpeculatorConfig:
+    """The drafter's config from its ``config.json`` alone (native or Arctic / vLLM format):
+    what a front end checks against the target without reading any weights."""
+    root = Path(path)
+    data = read_config_json(root)
+    if data.get("format") == FORMAT_NAME:
+        return _native_config(root, data)
+    if is_arctic_config(data):
+        try:
+            return arctic_config(data)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{root / CONFIG_FILE}: {exc}") from exc
+    raise _unsupported(root, data)
+
+
+def _load_native(root: Path, data: dict[str, Any]) -> Speculator:
+    config = _native_config(root, data)
     weights = root / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{root} has no {WEIGHTS_FILE}")
@@ -107,12 +140,7 @@ def load_drafter(
     elif is_arctic_config(data):
         model = import_arctic_checkpoint(root, data)
     else:
-        raise CheckpointError(
-            f"{root / CONFIG_FILE} is neither an arctic-drafters checkpoint nor an Arctic / "
-            f"vLLM mlp_speculator one (architectures={data.get('architectures')!r}, "
-            f"model_type={data.get('model_type')!r}); supported architectures: "
-            f"{', '.join(ARCTIC_ARCHITECTURES)}, or model_type 'mlp_speculator'"
-        )
+        raise _unsupported(root, data)
     if dtype is not None:
         model = model.to(dtype)
     return model.to(device).eval()
