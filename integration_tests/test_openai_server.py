@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from vllm_harness import TINY_DRAFTERS, TINY_MODEL, Engine, first_divergence
+from arctic_vllm.bench import TINY_DRAFTERS, TINY_MODEL, Engine, first_divergence
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -330,15 +330,23 @@ def test_per_request_speculation_switch_over_http(server, requests_, off):
 
 
 def test_arctic_per_source_counters_reach_the_servers_metrics(server, requests_):
+    """Counted in the engine's process, served by the API server's /metrics, in vLLM's
+    naming; one request's deltas equal vLLM's own counter's (ignore_eos: no tokens cut after
+    an end-of-text, which vLLM's counter leaves out and ours, counting verification, keeps)."""
     server.wait_healthy()
     prompt = list(requests_[0].prompt_ids)
-    server.post("/v1/completions", _completion_body(prompt, temperature=0.0))
-    accepted = _settled(server, "vllm:arctic_spec_decode_num_accepted_tokens")
-    assert accepted > 0
+    ours, vllms = (
+        "vllm:arctic_spec_decode_num_accepted_tokens",
+        "vllm:spec_decode_num_accepted_tokens",
+    )
+    before = _settled(server, ours), _settled(server, vllms)
+    server.post("/v1/completions", _completion_body(prompt, temperature=0.0, ignore_eos=True))
+    after = _settled(server, ours), _settled(server, vllms)
+    assert after[0] - before[0] == after[1] - before[1] > 0
     by_source = {
-        source: _metric_total(server, "vllm:arctic_spec_decode_num_accepted_tokens", source=source)
-        for source in ("suffix", "drafter")
+        source: _metric_total(server, ours, source=source) for source in ("suffix", "drafter")
     }
-    assert sum(by_source.values()) == accepted
-    # They count what vLLM's own counter counts (both summed over the server's life).
-    assert accepted == _settled(server, "vllm:spec_decode_num_accepted_tokens")
+    assert sum(by_source.values()) == after[0]
+    text = server.get_text("/metrics")
+    assert "vllm:arctic_spec_decode_num_drafts_total{" in text
+    assert "vllm:arctic_spec_decode_proposer_failures_total" in text

@@ -32,8 +32,7 @@ from tqdm import tqdm
 import arctic_runtime as ar
 from arctic_drafters import load_drafter
 from arctic_kernels import Fp8Linear
-from vllm_harness import TINY_DRAFTERS, TINY_MODEL
-from workloads import Request, build_workload
+from arctic_vllm.bench import TINY_DRAFTERS, TINY_MODEL, Request, build_workload
 
 METHODS = ("none", "suffix", "mlp", "lstm", "hybrid", "lstm-fp8")
 HEADER = (
@@ -66,8 +65,11 @@ def make_proposer(method: str) -> ar.Proposer | None:
 
 
 def drafter(kind: str, *, fp8: bool = False) -> ar.DrafterProposer:
-    # A fresh load each time: fp8=True quantizes the loaded module in place.
-    return ar.DrafterProposer(load_drafter(TINY_DRAFTERS / kind), fp8=fp8)
+    # A fresh load each time: FP8 quantizes the loaded module in place. Eager, unquantized
+    # unless fp8 (round-to-nearest: the drafter is loaded here, not its saved FP8 layers).
+    speculator = load_drafter(TINY_DRAFTERS / kind)
+    build = ar.build_drafter(speculator, weights="fp8" if fp8 else "none", compile=False)
+    return build.proposer
 
 
 _COUNTERS = (

@@ -110,7 +110,13 @@ def test_drafter_proposer_errors():
 
 
 def test_fp8_drafter_proposer_runs():
-    p = DrafterProposer(_speculator("lstm"), fp8=True)
+    from arctic_kernels import Fp8Linear
+    from arctic_runtime import build_drafter
+
+    build = build_drafter(_speculator("lstm"), weights="fp8", compile=False)
+    p = build.proposer
+    assert any(isinstance(m, Fp8Linear) for m in build.speculator.modules())
+    assert build.mode == "eager" and "round-to-nearest" in build.weights
     [d] = p.propose([ProposeRequest("x", 3, 1, torch.randn(20))])
     assert d is not None and len(d) == 3
 

@@ -11,6 +11,7 @@ from .acceptance import AcceptanceTracker, DraftCounts
 from .distribution_check import HomogeneityResult, chi_square_homogeneity, chi_square_survival
 from .draft import DRAFTER, SUFFIX, Draft
 from .draft_loop import DraftLoop, default_batch_sizes
+from .drafter_builder import WEIGHT_FORMATS, DrafterBuild, build_drafter
 from .drafter_proposer import DrafterProposer
 from .exceptions import DraftShapeError, TargetShapeError, TensorDtypeError, VerifyInputError
 from .hybrid import HybridProposer
@@ -37,11 +38,13 @@ __version__ = "0.1.0"
 __all__ = [
     "DRAFTER",
     "SUFFIX",
+    "WEIGHT_FORMATS",
     "AcceptanceTracker",
     "Draft",
     "DraftCounts",
     "DraftLoop",
     "DraftShapeError",
+    "DrafterBuild",
     "DrafterProposer",
     "GenerationResult",
     "GenerationStats",
@@ -60,6 +63,7 @@ __all__ = [
     "VocabParallelDraftRunner",
     "__version__",
     "accept_tree",
+    "build_drafter",
     "build_tree_inputs",
     "chi_square_homogeneity",
     "chi_square_survival",

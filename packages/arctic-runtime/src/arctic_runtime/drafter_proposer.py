@@ -38,9 +38,8 @@ class DrafterProposer:
         speculator: Speculator,
         num_tokens: int | None = None,
         draft_runner: DraftRunner | None = None,
-        *,
-        fp8: bool = False,
     ) -> None:
+        """FP8 / int8 weights, CUDA graphs and compiled loops: `build_drafter` (one path)."""
         n_predict = speculator.config.n_predict
         if num_tokens is None:
             num_tokens = n_predict
@@ -48,10 +47,6 @@ class DrafterProposer:
             raise ValueError(
                 f"num_tokens must be in 1..n_predict={n_predict} of the drafter, got {num_tokens}"
             )
-        if fp8:
-            from arctic_kernels import quantize_drafter
-
-            quantize_drafter(speculator)
         self.speculator = speculator.eval()
         self.num_tokens = num_tokens
         self._run: DraftRunner = draft_runner or speculator.propose

@@ -21,18 +21,21 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from arctic_runtime.draft import DRAFTER, Draft
-from arctic_runtime.draft_loop import DraftLoop
-from arctic_runtime.drafter_proposer import DrafterProposer
-from arctic_runtime.hybrid import HybridProposer
-from arctic_runtime.policy import SpeculationPolicy
-from arctic_runtime.proposer import Proposer, ProposeRequest
-from arctic_runtime.suffix_proposer import SuffixProposer
+from arctic_runtime import (
+    DRAFTER,
+    Draft,
+    DrafterProposer,
+    HybridProposer,
+    Proposer,
+    ProposeRequest,
+    SpeculationPolicy,
+    SuffixProposer,
+    build_drafter,
+)
 
 from .draft_probs import can_hand_draft_probs, hand_draft_probs
 from .exceptions import ArcticConfigError
@@ -113,86 +116,47 @@ class ArcticProposer:
         """Called by vLLM after the target is loaded: the drafter goes on its device."""
         if self.options.method != "arctic":
             return
-        from arctic_drafters import load_drafter
+        from .tensor_parallel import tp_group
 
         param = next(target_model.parameters())
-        speculator = load_drafter(self.options.drafter_path or "", dtype=param.dtype)
-        speculator = speculator.to(param.device)
-        from .tensor_parallel import vocab_parallel_runner
-
-        fp8, quant_note = self._quantize(speculator, param.device)
-        n = min(self.num_speculative_tokens, speculator.config.n_predict)
-        # With vocab-parallel heads the runner owns (and quantizes, or shards) the heads.
-        runner = vocab_parallel_runner(speculator, fp8=fp8)
-        if runner is None and fp8:
-            from arctic_kernels import Fp8Linear, quantize_drafter
-
-            quantize_drafter(speculator)
-            for module in speculator.modules():
-                if isinstance(module, Fp8Linear):
-                    # NaN/Inf checks sync with the host: not allowed inside a CUDA graph.
-                    module.check_finite = False
-        graphs = param.device.type == "cuda" and self.options.drafter_cuda_graph
-        if runner is None and (graphs or self.options.drafter_compile):
-            # CUDA graphs where they exist; elsewhere the loop compiled by torch.compile
-            # (both at start-up, never on a serving step).
-            loop = DraftLoop(speculator, n, max_batch_size=self.max_num_seqs, compile=not graphs)
-            loop.capture()
-            runner = loop
-        self.drafter = DrafterProposer(speculator, n, draft_runner=runner)
+        o = self.options
+        weights = (
+            "fp8" if o.drafter_fp8 else {None: "auto", True: "int8", False: "none"}[o.drafter_int8]
+        )
+        build = build_drafter(
+            o.drafter_path or "",
+            device=param.device,
+            dtype=param.dtype,
+            num_tokens=self.num_speculative_tokens,
+            max_batch_size=self.max_num_seqs,
+            weights=weights,
+            cuda_graph=o.drafter_cuda_graph,
+            compile=o.drafter_compile,
+            tp_group=tp_group(),
+        )
+        self.drafter = build.proposer
+        self.draft_mode = build.mode
+        shards = getattr(build.runner, "shard_sizes", None)
+        if shards is not None:
+            logger.info(
+                "arctic: drafter heads vocab-parallel over vLLM's TP group (shards %s)", shards
+            )
         self._device = param.device
         self._shared_generator = torch.Generator(param.device)
         self._shared_generator.manual_seed(DRAFT_SEED_SALT)
-        # A DraftLoop says how it drafts ("cuda_graph", "compiled", or "eager" after a
-        # failed compilation); other runners are named by their class.
-        self.draft_mode = (
-            "eager" if runner is None else getattr(runner, "mode", type(runner).__name__)
-        )
         if self.suffix is not None:
             self.proposer = HybridProposer(
-                self.suffix, self.drafter, drafter_cost=self.options.hybrid_drafter_cost
+                self.suffix, self.drafter, drafter_cost=o.hybrid_drafter_cost
             )
         else:
             self.proposer = self.drafter
         logger.info(
             "arctic: drafter %s (%s, n_predict=%d) on %s %s%s%s, K=%d, draft loop %s",
-            self.options.drafter_path, type(speculator).__name__, speculator.config.n_predict,
-            param.device, param.dtype, quant_note,
+            o.drafter_path, type(build.speculator).__name__, build.speculator.config.n_predict,
+            param.device, param.dtype, build.weights,
             " + suffix decoding (hybrid)" if self.suffix is not None else "",
             self.num_speculative_tokens, self.draft_mode,
         )  # fmt: skip
-
-    def _quantize(self, speculator: Any, device: torch.device) -> tuple[bool, str]:
-        """Quantize the drafter as the options say, in place where it can be done here.
-
-        Returns (FP8 still to apply: by the vocab-parallel runner or the caller, the log
-        line's note)."""
-        if self.options.drafter_fp8:
-            from arctic_kernels import FP8_LAYERS_FILE, load_fp8_layers
-
-            saved = Path(self.options.drafter_path or "") / FP8_LAYERS_FILE
-            if not saved.is_file():
-                return True, ", FP8 heads (round-to-nearest W8A8 at load)"
-            # Layers quantized offline (GPTQ needs calibration data): used as saved.
-            # NaN/Inf checks sync with the host: not allowed inside a CUDA graph.
-            report = load_fp8_layers(speculator, saved, check_finite=False)
-            return False, (
-                f", FP8 layers from {FP8_LAYERS_FILE} ({report.rounding}, activations "
-                f"{report.activation_scheme})"
-            )
-        int8 = self.options.drafter_int8
-        if int8 is None:  # auto: where the fused int8 kernel runs (the CPU)
-            int8 = device.type == "cpu"
-        if not int8:
-            return False, ""
-        from arctic_kernels import quantize_drafter_int8
-
-        report = quantize_drafter_int8(speculator)
-        backends = sorted(set(report.matmul_backends.values()))
-        return False, (
-            f", int8 weights ({len(report.replaced)} layers, {report.bytes_before} -> "
-            f"{report.bytes_after} bytes, {'/'.join(backends)})"
-        )
 
     def propose(self, *args: Any, **kwargs: Any) -> list[list[int]]:
         raise RuntimeError(

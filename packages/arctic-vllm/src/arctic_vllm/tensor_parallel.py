@@ -1,11 +1,8 @@
-"""The drafter's vocab-parallel heads over vLLM's own tensor-parallel group."""
+"""vLLM's own tensor-parallel group, over which arctic-runtime shards the drafter's heads."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-logger = logging.getLogger("vllm.arctic")
 
 
 def tp_group() -> Any | None:
@@ -20,18 +17,3 @@ def tp_group() -> Any | None:
     if group.world_size <= 1:
         return None
     return group.device_group
-
-
-def vocab_parallel_runner(speculator: Any, *, fp8: bool = False, group: Any | None = None) -> Any:
-    """A draft runner splitting the heads over the TP group, or None at TP = 1."""
-    group = group if group is not None else tp_group()
-    if group is None:
-        return None
-    from arctic_runtime.tp_draft import VocabParallelDraftRunner
-
-    runner = VocabParallelDraftRunner(speculator, group, fp8=fp8)
-    logger.info(
-        "arctic: drafter heads vocab-parallel over vLLM's TP group (shards %s)",
-        runner.shard_sizes,
-    )
-    return runner

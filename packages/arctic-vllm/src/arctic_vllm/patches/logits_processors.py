@@ -31,16 +31,16 @@ def apply() -> bool:
         custom_logitsprocs: Any = (),
     ) -> Any:
         spec = getattr(vllm_config, "speculative_config", None)
-        if getattr(spec, OPTIONS_ATTR, None) is not None and not custom_logitsprocs:
-            if not is_pooling_model:
-                from vllm.v1.sample.logits_processor import (
-                    BUILTIN_LOGITS_PROCESSORS,
-                    LogitsProcessors,
-                )
+        ours = getattr(spec, OPTIONS_ATTR, None) is not None
+        if ours and not custom_logitsprocs and not is_pooling_model:
+            from vllm.v1.sample.logits_processor import (
+                BUILTIN_LOGITS_PROCESSORS,
+                LogitsProcessors,
+            )
 
-                return LogitsProcessors(
-                    ctor(vllm_config, device, is_pin_memory) for ctor in BUILTIN_LOGITS_PROCESSORS
-                )
+            return LogitsProcessors(
+                ctor(vllm_config, device, is_pin_memory) for ctor in BUILTIN_LOGITS_PROCESSORS
+            )
         return original(vllm_config, device, is_pin_memory, is_pooling_model, custom_logitsprocs)
 
     original = patch_attribute(gpu_model_runner, "build_logitsprocs", build_logitsprocs)
