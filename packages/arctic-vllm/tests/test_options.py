@@ -307,3 +307,59 @@ def test_the_cap_is_vllms_own():
     from arctic_vllm.options import MAX_SPECULATIVE_TOKENS
 
     assert MAX_SPECULATIVE_TOKENS == MAX_SPEC_LEN
+
+
+# -- the README's option table is the declarations ------------------------------------------
+
+
+def _readme_rows() -> dict[str, tuple[list[str], str]]:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("| option (aliases) | default | meaning |") :].split("\n\n")[0]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        names = re.findall(r"`([^`]+)`", cells[0])
+        rows[names[0]] = (names, cells[1])
+    return rows
+
+
+def test_readme_option_table_lists_every_declared_option_with_its_names_and_default():
+    from arctic_vllm.option_spec import render_default
+    from arctic_vllm.options import OPTIONS
+
+    rows = _readme_rows()
+    defaults = _defaults()
+    documented = {spec.names[0] for spec in OPTIONS.values()}
+    # Two rows are not ArcticOptions fields: vLLM's own K, and the patch's backend switch.
+    assert set(rows) == documented | {"num_speculative_tokens", "suffix_decoding_backend"}
+    for field, spec in OPTIONS.items():
+        names, default = rows[spec.names[0]]
+        assert tuple(names) == spec.names, field  # the same aliases, in the same order
+        assert default.startswith(render_default(defaults[field])), (field, default)
+
+
+def test_every_option_is_declared_once_with_help_and_a_kind():
+    from arctic_vllm.options import OPTIONS
+
+    names = [n for spec in OPTIONS.values() for n in spec.names]
+    assert len(names) == len(set(names))  # no name sets two options
+    assert all(spec.help for spec in OPTIONS.values())
+
+
+def test_options_built_directly_are_validated_too():
+    with pytest.raises(
+        ArcticConfigError, match=r"'suffix_decoding_max_tree_depth'\] must be an int >= 1, got 0"
+    ):
+        ArcticOptions("suffix", 8, suffix_max_depth=0)
+    with pytest.raises(
+        ArcticConfigError, match=r"'num_speculative_tokens'\] must be an int in 1\.\.128"
+    ):
+        ArcticOptions("suffix", 1000)
+    with pytest.raises(ArcticConfigError, match="needs speculative_config\\['model'\\]"):
+        ArcticOptions("arctic", None)
+    with pytest.raises(ArcticConfigError, match="exclude each other"):
+        ArcticOptions("arctic", 3, drafter_path="/d", drafter_fp8=True, drafter_int8=True)
+    assert ArcticOptions("suffix", 8).suffix_max_depth == 24

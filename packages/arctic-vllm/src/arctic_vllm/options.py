@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .exceptions import ArcticConfigError
+from .option_spec import OptionSpec, declared, option
 
 METHODS = ("arctic", "suffix")
+# The attribute of vLLM's SpeculativeConfig that carries our options to the workers.
+OPTIONS_ATTR = "arctic_options"
 NAMESPACE_SOURCES = ("none", "lora", "request")
 # extra_args keys read per request (SamplingParams.extra_args).
 REQUEST_SPECULATION = "speculation"  # False: no speculation for this request
@@ -40,6 +43,17 @@ def request_flag(key: str, value: Any) -> bool:
     )
 
 
+def undraftable(params: Any) -> str | None:
+    """Why arctic must not draft for a request with these SamplingParams (None: it may):
+    vLLM's rejection sampler applies neither min_p nor logit_bias to draft positions, so
+    such a request is served undrafted (every token from vLLM's ordinary sampler)."""
+    if (getattr(params, "min_p", 0.0) or 0.0) > 0.0:
+        return "min_p"
+    if getattr(params, "logit_bias", None):
+        return "logit_bias"
+    return None
+
+
 def request_count(key: str, value: Any) -> int:
     """A per-request count >= 0 from ``extra_args``: an int, an integral float (3.0), or
     its decimal string ("3"). Raises ValueError naming the key and the value otherwise."""
@@ -56,150 +70,132 @@ def request_count(key: str, value: Any) -> int:
     return number
 
 
-@dataclass(frozen=True)
-class ArcticOptions:
-    method: str  # "arctic": drafter (+ suffix when enabled); "suffix": suffix only
-    # K: most draft tokens per request per step; None until resolve_options() has read the
-    # drafter (method 'arctic' defaults to its n_predict, or 16 with suffix decoding).
-    num_speculative_tokens: int | None
-    drafter_path: str | None = None  # the drafter checkpoint directory (method "arctic")
-    enable_suffix_decoding: bool = False  # method "arctic": hybrid with suffix decoding
-    # Suffix decoding (vLLM's suffix_decoding_* names map onto these).
-    suffix_max_depth: int = 24  # the suffix trees' depth: vLLM's default (measured best here)
-    suffix_max_cached_requests: int | None = 10000  # global tree: request budget (0: off)
-    suffix_max_cached_tokens: int | None = None  # global tree: token budget (None: no cap)
-    suffix_max_spec_factor: float = 1.0  # draft cap = factor * match length + offset
-    suffix_max_spec_offset: float = 0.0
-    suffix_min_token_prob: float = 0.1  # stop the draft below this path probability
-    suffix_eviction: str = "lru"  # "lru" or "fifo" over the global tree
-    # arctic-suffix's draft extension: a path draft that stops short goes on from a fresh
-    # match of context + draft (through self-repeating spans), up to 2x its first cap.
-    suffix_extend: bool = True
-    # arctic-suffix's adaptive draft cap (False: the anchor's factor * match length rule);
-    # off by default: with extension on it drafted no further (tools/bench_vllm.py).
-    suffix_adaptive: bool = False
-    suffix_namespace_source: str = "none"  # "none", "lora" (adapter name) or "request"
-    # Drafter.
-    drafter_fp8: bool = False  # FP8 (e4m3) LM heads (arctic-kernels)
-    # int8 weight-only heads + projections (arctic-kernels Int8Linear: a fused CPU kernel
-    # reading 1 byte per weight). None: on exactly where the drafter runs on the CPU.
-    drafter_int8: bool | None = None
-    drafter_cuda_graph: bool = True  # capture the draft loop per padded batch size on CUDA
-    # Without CUDA graphs (the CPU): torch.compile the draft loop at start-up (seconds, once
-    # per process); measured here 1.5x faster drafts inside vLLM. Eager if it fails.
-    drafter_compile: bool = True
-    # At temperature > 0 the drafter samples its draft from its own distribution and hands
-    # that distribution to vLLM's rejection sampler (lossless either way); measured on the
-    # bundled drafters: 3.9x the accepted length of argmax drafts at T=1. False: argmax.
-    drafter_sampling: bool = True
-    # Throttling (arctic-runtime SpeculationPolicy).
-    soft_batch_cap: int | None = None  # above: draft length tapers
-    hard_batch_cap: int | None = None  # at and above: no speculation
-    backoff_threshold: float = 0.1  # a request accepting less backs off on its own
-    # Hybrid: the drafter's time relative to one step; None measures it online. The drafter
-    # runs only when its expected extra tokens pay for that time.
-    hybrid_drafter_cost: float | None = None
-
-
-# option name -> ArcticOptions field.
-_ALIASES: dict[str, str] = {
-    "model": "drafter_path",
-    "enable_suffix_decoding": "enable_suffix_decoding",
-    # vLLM's names
-    "suffix_decoding_max_tree_depth": "suffix_max_depth",
-    "suffix_decoding_max_cached_requests": "suffix_max_cached_requests",
-    "suffix_decoding_max_spec_factor": "suffix_max_spec_factor",
-    "suffix_decoding_min_token_prob": "suffix_min_token_prob",
-    # Arctic Inference's names
-    "suffix_cache_max_depth": "suffix_max_depth",
-    "suffix_max_cached_requests": "suffix_max_cached_requests",
-    "suffix_max_spec_factor": "suffix_max_spec_factor",
-    "suffix_max_spec_offset": "suffix_max_spec_offset",
-    "suffix_min_token_prob": "suffix_min_token_prob",
-    # ours
-    "suffix_decoding_max_cached_tokens": "suffix_max_cached_tokens",
-    "suffix_decoding_max_spec_offset": "suffix_max_spec_offset",
-    "suffix_decoding_eviction": "suffix_eviction",
-    "suffix_decoding_adaptive": "suffix_adaptive",
-    "suffix_decoding_extend": "suffix_extend",
-    "suffix_decoding_namespace": "suffix_namespace_source",
-    "drafter_fp8": "drafter_fp8",
-    "drafter_int8": "drafter_int8",
-    "drafter_cuda_graph": "drafter_cuda_graph",
-    "drafter_compile": "drafter_compile",
-    "drafter_sampling": "drafter_sampling",
-    "soft_batch_cap": "soft_batch_cap",
-    "hard_batch_cap": "hard_batch_cap",
-    "backoff_threshold": "backoff_threshold",
-    "hybrid_drafter_cost": "hybrid_drafter_cost",
-}
-# Keys of the user's dict that stay with vLLM (fields of its SpeculativeConfig).
-_VLLM_PASSTHROUGH = ("enforce_eager", "max_model_len", "disable_padded_drafter_batch")
-_BOOL_FIELDS = (
-    "enable_suffix_decoding",
-    "drafter_fp8",
-    "drafter_cuda_graph",
-    "drafter_compile",
-    "drafter_sampling",
-    "suffix_adaptive",
-    "suffix_extend",
-)
-# Options that only a drafter reads: an error with method "suffix".
-_DRAFTER_FIELDS = (
-    "drafter_path",
-    "enable_suffix_decoding",
-    "drafter_fp8",
-    "drafter_int8",
-    "drafter_cuda_graph",
-    "drafter_compile",
-    "drafter_sampling",
-    "hybrid_drafter_cost",
-)
-
-
 # vLLM's rejection sampler verifies at most MAX_SPEC_LEN (128) draft tokens per request per
 # step and asserts it mid-serving (a bare AssertionError after start-up): refused up front.
 MAX_SPECULATIVE_TOKENS = 128
 
 
-def _check_int(
-    name: str, value: Any, low: int, allow_none: bool = False, high: int | None = None
-) -> None:
-    if value is None and allow_none:
-        return
-    bad = isinstance(value, bool) or not isinstance(value, int) or value < low
-    if not bad and high is not None and value > high:
-        bad = True
-    if bad:
-        span = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ArcticConfigError(
-            f"speculative_config[{name!r}] must be an int {span}, got {value!r}"
-        )
+def _o(default: Any, kind: str, names: str | tuple[str, ...], help: str, **kw: Any) -> Any:
+    """An ArcticOptions field declared as an option (see option_spec)."""
+    named = (names,) if isinstance(names, str) else names
+    return option(default, OptionSpec(kind, named, help, **kw))
 
 
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ArcticConfigError(
-            f"speculative_config[{name!r}] must be true or false, got {value!r}"
-        )
+@dataclass(frozen=True)
+class ArcticOptions:
+    """The options of methods "arctic" and "suffix", each declared once: its type and range,
+    the names users write (vLLM's ``suffix_decoding_*`` first, then Arctic Inference's), its
+    help (the README's table is checked against these), and whether only a drafter reads
+    it. Built directly or by `parse_options`, it validates itself."""
+
+    method: str  # "arctic": drafter (+ suffix when enabled); "suffix": suffix only
+    # K (vLLM's own field): most draft tokens per request per step; None until
+    # resolve_options() has read the drafter (method 'arctic': its n_predict, or 16 with
+    # suffix decoding). At most vLLM's MAX_SPEC_LEN.
+    num_speculative_tokens: int | None
+    drafter_path: str | None = _o(None, "path", "model", "drafter checkpoint directory",
+                                  nullable=True, drafter_only=True)  # fmt: skip
+    enable_suffix_decoding: bool = _o(False, "bool", "enable_suffix_decoding",
+                                      '"arctic": hybrid with suffix decoding', drafter_only=True)  # fmt: skip
+    # Suffix decoding. Depth 24 is vLLM's default, measured best here.
+    suffix_max_depth: int = _o(24, "int", ("suffix_decoding_max_tree_depth", "suffix_cache_max_depth"),
+                               "suffix tree depth", low=1)  # fmt: skip
+    suffix_max_cached_requests: int | None = _o(
+        10000, "int", ("suffix_decoding_max_cached_requests", "suffix_max_cached_requests"),
+        "global cache: request budget (0: off)", low=0, nullable=True)  # fmt: skip
+    suffix_max_cached_tokens: int | None = _o(
+        None, "int", "suffix_decoding_max_cached_tokens",
+        "global cache: token budget (Arctic Inference issue #215)", low=0, nullable=True)  # fmt: skip
+    suffix_max_spec_factor: float = _o(1.0, "float", ("suffix_decoding_max_spec_factor", "suffix_max_spec_factor"),
+                                       "draft cap = factor x match length + offset", low=0.0)  # fmt: skip
+    suffix_max_spec_offset: float = _o(0.0, "float", ("suffix_decoding_max_spec_offset", "suffix_max_spec_offset"),
+                                       "the offset of that cap", low=-1e9)  # fmt: skip
+    suffix_min_token_prob: float = _o(0.1, "float", ("suffix_decoding_min_token_prob", "suffix_min_token_prob"),
+                                      "stop a draft below this path probability", low=0.0, high=1.0)  # fmt: skip
+    suffix_eviction: str = _o("lru", "str", "suffix_decoding_eviction",
+                              '"lru" or "fifo" over the global cache', choices=("lru", "fifo"))  # fmt: skip
+    # arctic-suffix's draft extension: a path draft that stops short goes on from a fresh
+    # match of context + draft (through self-repeating spans), up to 2x its first cap.
+    suffix_extend: bool = _o(True, "bool", "suffix_decoding_extend",
+                             "arctic-suffix's draft extension (false: the anchor's one-match draft)")  # fmt: skip
+    # Off by default: with extension on it drafted no further (tools/bench_vllm.py).
+    suffix_adaptive: bool = _o(False, "bool", "suffix_decoding_adaptive",
+                               "arctic-suffix's adaptive draft cap (false: factor x match)")  # fmt: skip
+    suffix_namespace_source: str = _o("none", "str", "suffix_decoding_namespace",
+                                      'global tree per "lora" adapter or per "request"',
+                                      choices=NAMESPACE_SOURCES)  # fmt: skip
+    # Drafter.
+    drafter_fp8: bool = _o(False, "bool", "drafter_fp8", "FP8 (e4m3) drafter heads",
+                           drafter_only=True)  # fmt: skip
+    # int8 weight-only heads + projections (arctic-kernels Int8Linear: a fused CPU kernel
+    # reading 1 byte per weight). None: on exactly where the drafter runs on the CPU.
+    drafter_int8: bool | None = _o(None, "bool", "drafter_int8", "int8 weight-only heads and projections",
+                                   nullable=True, drafter_only=True)  # fmt: skip
+    drafter_cuda_graph: bool = _o(True, "bool", "drafter_cuda_graph",
+                                  "on CUDA the draft loop is one CUDA graph per padded batch size",
+                                  drafter_only=True)  # fmt: skip
+    # Measured here 1.5x faster drafts inside vLLM. Eager if it fails.
+    drafter_compile: bool = _o(True, "bool", "drafter_compile",
+                               "without CUDA graphs the draft loop is compiled at start-up",
+                               drafter_only=True)  # fmt: skip
+    # Lossless either way; measured on the bundled drafters: 3.9x the accepted length of
+    # argmax drafts at T=1 (tools/bench_draft_sampling.py).
+    drafter_sampling: bool = _o(True, "bool", "drafter_sampling",
+                                "at temperature > 0 sample the draft and pass its distribution",
+                                drafter_only=True)  # fmt: skip
+    # Throttling (arctic-runtime SpeculationPolicy).
+    soft_batch_cap: int | None = _o(None, "int", "soft_batch_cap", "above: draft length tapers",
+                                    low=1, nullable=True)  # fmt: skip
+    hard_batch_cap: int | None = _o(None, "int", "hard_batch_cap", "at and above: no speculation",
+                                    low=1, nullable=True)  # fmt: skip
+    backoff_threshold: float = _o(0.1, "float", "backoff_threshold",
+                                  "a request accepting less backs off on its own", low=0.0, high=1.0)  # fmt: skip
+    # None measures it online; the drafter runs only when its extra tokens pay for it.
+    hybrid_drafter_cost: float | None = _o(None, "float", "hybrid_drafter_cost",
+                                           "the drafter's time relative to one engine step",
+                                           low=0.0, nullable=True, drafter_only=True)  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ArcticConfigError(
+                f"speculative_config['method'] must be one of {METHODS}, got {self.method!r}"
+            )
+        if self.num_speculative_tokens is not None:
+            K_SPEC.check("num_speculative_tokens", self.num_speculative_tokens)
+        for name, spec in OPTIONS.items():
+            value = spec.check(spec.names[0], getattr(self, name))
+            if value is not getattr(self, name):
+                object.__setattr__(self, name, value)  # a PathLike becomes its str
+        if self.method == "arctic" and self.drafter_path is None:
+            raise ArcticConfigError(
+                "method 'arctic' needs speculative_config['model']: the drafter checkpoint "
+                "directory (config.json + model.safetensors, or an Arctic Inference checkpoint)"
+            )
+        if self.drafter_int8 and self.drafter_fp8:
+            raise ArcticConfigError(
+                "speculative_config['drafter_int8'] and ['drafter_fp8'] exclude each other: "
+                "choose one weight format for the drafter"
+            )
+        soft, hard = self.soft_batch_cap, self.hard_batch_cap
+        if soft is not None and hard is not None and hard < soft:
+            raise ArcticConfigError(f"hard_batch_cap={hard} must be >= soft_batch_cap={soft}")
 
 
-def _check_float(name: str, value: Any, low: float, high: float | None = None) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        span = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ArcticConfigError(
-            f"speculative_config[{name!r}] must be a number {span}, got {value!r}"
-        )
+OPTIONS = declared(ArcticOptions)
+K_SPEC = OptionSpec("int", ("num_speculative_tokens",), "most draft tokens per request per step",
+                    low=1, high=MAX_SPECULATIVE_TOKENS)  # fmt: skip
+# option name (every alias) -> ArcticOptions field.
+_ALIASES: dict[str, str] = {name: field for field, spec in OPTIONS.items() for name in spec.names}
+# Keys of the user's dict that stay with vLLM (fields of its SpeculativeConfig).
+_VLLM_PASSTHROUGH = ("enforce_eager", "max_model_len", "disable_padded_drafter_batch")
 
 
 def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]]:
-    """Split a user's speculative_config into our options and the keys vLLM keeps.
+    """Split a user's speculative_config into our options and the keys vLLM keeps: alias
+    resolution, then each value checked by its declaration under the name the user wrote.
 
-    Raises ArcticConfigError naming the first bad key or value. Does not touch the disk:
-    `check_drafter` does that.
+    Raises ArcticConfigError naming the first bad key or value. Reads no file:
+    `resolve_options` checks the drafter against the target.
     """
     config = {k.replace("-", "_"): v for k, v in config.items()}
     method = config.pop("method", None)
@@ -209,99 +205,45 @@ def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]
         )
     k = config.pop("num_speculative_tokens", None)
     passthrough = {key: config.pop(key) for key in _VLLM_PASSTHROUGH if key in config}
-    fields: dict[str, Any] = {"method": method}
+    fields: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for key, value in config.items():
-        if key not in _ALIASES:
+        field = _ALIASES.get(key)
+        if field is None:
             valid = sorted({"method", "num_speculative_tokens", *_ALIASES, *_VLLM_PASSTHROUGH})
             raise ArcticConfigError(
                 f"unknown speculative_config option {key!r} for method {method!r}; valid "
                 f"options: {', '.join(valid)}"
             )
-        field = _ALIASES[key]
         if field in origin:
             raise ArcticConfigError(
                 f"speculative_config sets {field} twice: {origin[field]!r} and {key!r}"
             )
+        spec = OPTIONS[field]
+        if method == "suffix" and spec.drafter_only:
+            raise ArcticConfigError(
+                f"speculative_config[{key!r}] needs method 'arctic' (a drafter); method "
+                "'suffix' serves suffix decoding alone"
+            )
         origin[field] = key
-        fields[field] = value
-    name = {f: origin.get(f, f) for f in (f.name for f in dataclasses.fields(ArcticOptions))}
-
+        fields[field] = spec.check(key, value)
     if method == "suffix":
-        for field in _DRAFTER_FIELDS:
-            if field in origin:
-                raise ArcticConfigError(
-                    f"speculative_config[{origin[field]!r}] needs method 'arctic' (a drafter); "
-                    "method 'suffix' serves suffix decoding alone"
-                )
         fields["enable_suffix_decoding"] = True
-    elif fields.get("drafter_path") is None:
-        raise ArcticConfigError(
-            "method 'arctic' needs speculative_config['model']: the drafter checkpoint "
-            "directory (config.json + model.safetensors, or an Arctic Inference checkpoint)"
-        )
     if k is None:
         # Suffix drafts are cheap to propose and their length adapts; the drafter's heads
         # bound K for method 'arctic' unless suffix decoding may draft further.
         k = 16 if method == "suffix" else None
     if k is not None:
-        _check_int("num_speculative_tokens", k, 1, high=MAX_SPECULATIVE_TOKENS)
-    fields["num_speculative_tokens"] = k
-
-    for f in _BOOL_FIELDS:
-        if f in fields:
-            _check_bool(name[f], fields[f])
-    if "suffix_max_depth" in fields:
-        _check_int(name["suffix_max_depth"], fields["suffix_max_depth"], 1)
-    for f in ("suffix_max_cached_requests", "suffix_max_cached_tokens"):
-        if f in fields:
-            _check_int(name[f], fields[f], 0, allow_none=True)
-    for f in ("soft_batch_cap", "hard_batch_cap"):
-        if f in fields:
-            _check_int(name[f], fields[f], 1, allow_none=True)
-    for f in ("suffix_max_spec_factor", "suffix_max_spec_offset"):
-        if f in fields:
-            _check_float(name[f], fields[f], 0.0 if f.endswith("factor") else -1e9)
-    for f in ("suffix_min_token_prob", "backoff_threshold"):
-        if f in fields:
-            _check_float(name[f], fields[f], 0.0, 1.0)
-    if fields.get("drafter_int8") is not None:
-        _check_bool(name["drafter_int8"], fields["drafter_int8"])
-    if fields.get("drafter_int8") and fields.get("drafter_fp8"):
-        raise ArcticConfigError(
-            f"speculative_config[{name['drafter_int8']!r}] and [{name['drafter_fp8']!r}] "
-            "exclude each other: choose one weight format for the drafter"
-        )
-    if fields.get("hybrid_drafter_cost") is not None:
-        _check_float(name["hybrid_drafter_cost"], fields["hybrid_drafter_cost"], 0.0)
-    if fields.get("suffix_eviction", "lru") not in ("lru", "fifo"):
-        raise ArcticConfigError(
-            f"speculative_config[{name['suffix_eviction']!r}] must be 'lru' or 'fifo', got "
-            f"{fields['suffix_eviction']!r}"
-        )
-    if fields.get("suffix_namespace_source", "none") not in NAMESPACE_SOURCES:
-        raise ArcticConfigError(
-            f"speculative_config[{name['suffix_namespace_source']!r}] must be one of "
-            f"{NAMESPACE_SOURCES}, got {fields['suffix_namespace_source']!r}"
-        )
-    soft, hard = fields.get("soft_batch_cap"), fields.get("hard_batch_cap")
-    if soft is not None and hard is not None and hard < soft:
-        raise ArcticConfigError(f"hard_batch_cap={hard} must be >= soft_batch_cap={soft}")
-    if fields.get("drafter_path") is not None:
-        if not isinstance(fields["drafter_path"], str | os.PathLike):
-            raise ArcticConfigError(
-                f"speculative_config[{name['drafter_path']!r}] must be the drafter checkpoint "
-                f"directory (a path), got {fields['drafter_path']!r}"
-            )
-        fields["drafter_path"] = os.fspath(fields["drafter_path"])
-    return ArcticOptions(**fields), passthrough
+        K_SPEC.check("num_speculative_tokens", k)
+    return ArcticOptions(method, k, **fields), passthrough
 
 
 def resolve_options(options: ArcticOptions, target_hf_config: Any) -> ArcticOptions:
-    """Load and check the drafter against the target; fill in the default K.
+    """Check the drafter's config.json against the target; fill in the default K.
 
     Runs at start-up in the process that builds the engine config, so a missing path, a
-    broken checkpoint or a drafter made for another model fails before any worker starts.
+    broken config or a drafter made for another model fails before any worker starts. Only
+    config.json is read here; the worker loads (and checks) the weights.
     """
     if options.method != "arctic":
         return options
@@ -309,7 +251,7 @@ def resolve_options(options: ArcticOptions, target_hf_config: Any) -> ArcticOpti
         CheckpointError,
         IncompatibleTargetError,
         check_compatible,
-        load_drafter,
+        load_drafter_config,
     )
 
     path = options.drafter_path
@@ -320,14 +262,12 @@ def resolve_options(options: ArcticOptions, target_hf_config: Any) -> ArcticOpti
             "checkpoint: config.json + model.safetensors)"
         )
     try:
-        drafter = load_drafter(path)
-        check_compatible(drafter, target_hf_config)
+        config = load_drafter_config(path)
+        check_compatible(config, target_hf_config)
     except (CheckpointError, IncompatibleTargetError) as exc:
         raise ArcticConfigError(f"drafter {path!r}: {exc}") from exc
     k = options.num_speculative_tokens
-    n_predict = drafter.config.n_predict
     if k is None:
-        k = max(n_predict, 16) if options.enable_suffix_decoding else n_predict
-    elif k < n_predict and not options.enable_suffix_decoding:
-        pass  # fewer heads used than trained: allowed (DrafterProposer takes min(K, n))
+        # Fewer heads than trained may be asked for (the drafter drafts min(K, n_predict)).
+        k = max(config.n_predict, 16) if options.enable_suffix_decoding else config.n_predict
     return dataclasses.replace(options, num_speculative_tokens=k)

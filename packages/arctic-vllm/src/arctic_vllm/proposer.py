@@ -41,15 +41,15 @@ from .draft_probs import can_hand_draft_probs, hand_draft_probs
 from .exceptions import ArcticConfigError
 from .metrics import ArcticMetrics
 from .options import (
+    OPTIONS_ATTR,
     REQUEST_MAX_TOKENS,
     REQUEST_NAMESPACE,
     REQUEST_SPECULATION,
     ArcticOptions,
     request_count,
     request_flag,
+    undraftable,
 )
-from .patches.sampling_params import undraftable
-from .patches.speculative_config import OPTIONS_ATTR
 
 logger = logging.getLogger("vllm.arctic")
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..options import OPTIONS_ATTR
 from . import is_patched, patch_attribute
-from .speculative_config import OPTIONS_ATTR
 
 
 def apply() -> bool:

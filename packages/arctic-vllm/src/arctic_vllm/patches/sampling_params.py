@@ -13,17 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..options import OPTIONS_ATTR, undraftable
 from . import is_patched, patch_attribute
-from .speculative_config import OPTIONS_ATTR
-
-
-def undraftable(params: Any) -> str | None:
-    """Why arctic must not draft for a request with these SamplingParams (None: it may)."""
-    if (getattr(params, "min_p", 0.0) or 0.0) > 0.0:
-        return "min_p"
-    if getattr(params, "logit_bias", None):
-        return "logit_bias"
-    return None
 
 
 def apply() -> bool:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..options import OPTIONS_ATTR
 from . import is_patched, patch_attribute
 
 logger = logging.getLogger("vllm.arctic")
 
 PROPOSER_CLASS = "arctic_vllm.proposer.ArcticProposer"
-# The attribute of vLLM's SpeculativeConfig that carries our options to the workers.
-OPTIONS_ATTR = "arctic_options"
 # speculative_config["suffix_decoding_backend"] = "arctic_inference" leaves method 'suffix'
 # to vLLM's own implementation (the baseline our benchmark compares against).
 BACKEND_KEY = "suffix_decoding_backend"
