@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from vllm_harness import TINY_MODEL, Engine, RunResult, run_all_batch_sizes
-from workloads import Request, agentic_edit_requests, humaneval_requests
+from arctic_vllm.bench import (
+    TINY_MODEL,
+    Engine,
+    Request,
+    RunResult,
+    agentic_edit_requests,
+    humaneval_requests,
+    run_all_batch_sizes,
+)
 
 BATCH_SIZES = (1, 4)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vllm_harness import (
+from arctic_vllm.bench import (
     BATCH_SIZES,
     BUILTIN_METHODS,
     TINY_MODEL,

@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from vllm_harness import ARCTIC_METHODS, TINY_MODEL, Engine, first_divergence, read_spec_counters
+from arctic_vllm.bench import (
+    ARCTIC_METHODS,
+    TINY_MODEL,
+    Engine,
+    first_divergence,
+    read_spec_counters,
+)
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

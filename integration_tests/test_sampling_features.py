@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from vllm_harness import ARCTIC_METHODS, TINY_MODEL, Engine, first_divergence, model_runner
+from arctic_vllm.bench import ARCTIC_METHODS, TINY_MODEL, Engine, first_divergence, model_runner
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from arctic_runtime import chi_square_homogeneity
-from vllm_harness import ARCTIC_METHODS, TINY_MODEL, Engine, read_spec_counters
+from arctic_vllm.bench import ARCTIC_METHODS, TINY_MODEL, Engine, read_spec_counters
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

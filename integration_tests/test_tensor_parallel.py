@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_harness import TINY_DRAFTERS
+from arctic_vllm.bench import TINY_DRAFTERS
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from corpus import EDIT, FILE
-from vllm_harness import TINY_MODEL
+from arctic_vllm.bench import EDIT, FILE, TINY_MODEL
 
 
 def test_checkpoint_is_a_small_llama_with_all_files():

@@ -5,7 +5,7 @@ Usage: `.venv/bin/python tools/bench_draft_sampling.py [sampled|real]` (~3 min, 
 writes results/draft_sampling_<mode>.json.
 
 Teacher-forced on the target's OWN sampled continuation (T=1, no top-k) of held-out prompts
-(tools/corpus.py heldout split: stdlib files + HumanEval prompts, 64-token chunks).
+(arctic_vllm.bench's corpus, heldout split: stdlib files + HumanEval prompts, 64-token chunks).
 Draft point t: head 0 reads h_t (final-norm state at t) and x_{t+1}; it proposes x_{t+2},
 checked against p_{t+1} = softmax(target logits at t+1).  Heads 1, 2 read the previous head's
 token d_i; their p is the target's distribution given x_{<=t+1}, d_1 (, d_2), computed exactly
@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import corpus
 from arctic_drafters import load_drafter
+from arctic_vllm.bench import humaneval_tasks, stdlib_files
 
 torch.set_num_threads(1)
 torch.manual_seed(0)
@@ -55,8 +55,8 @@ def chunks(texts, n, seed):
     return out[:n]
 
 
-he = chunks([t.prompt for t in corpus.humaneval_tasks("heldout")], N_HE, 1)
-std = chunks([f.text for f in corpus.stdlib_files("heldout")], N_STD, 2)
+he = chunks([t.prompt for t in humaneval_tasks("heldout")], N_HE, 1)
+std = chunks([f.text for f in stdlib_files("heldout")], N_STD, 2)
 prompts = torch.tensor(he + std)
 N = prompts.shape[0]
 

@@ -28,16 +28,16 @@ from typing import Any
 from tqdm import tqdm
 
 from arctic_runtime import chi_square_homogeneity
-from e2e import reexec_with_intel_openmp
-from vllm_harness import (
+from arctic_vllm.bench import (
     ARCTIC_METHODS,
     BUILTIN_METHODS,
     TINY_MODEL,
     Engine,
+    build_workload,
     configure_cpu_env,
     read_spec_counters,
+    reexec_with_intel_openmp,
 )
-from workloads import build_workload
 
 METHODS = {**BUILTIN_METHODS, **{m: ARCTIC_METHODS[m] for m in
            ("arctic-suffix", "arctic-lstm", "arctic-hybrid")}}  # fmt: skip

@@ -30,9 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import humaneval_tasks, stdlib_files
-from edits import apply_edits
+from arctic_vllm.bench import apply_edits, humaneval_tasks, stdlib_files
 
 KS = (8, 16, 64)
 DEPTH = 64

@@ -9,10 +9,10 @@ measured in the same run (the median of --repeats timings per cell); every outpu
 checked token-identical to no speculation. The targets (arctic-suffix vs vLLM suffix per
 workload; the hybrid vs the faster of arctic-suffix and arctic-lstm on the mix) are judged on
 a second, interleaved pass over the compared methods: one engine per method alive at once,
-each request sent to every engine in turn (`e2e.run_interleaved`), the median over repeats
-of the per-repeat ratio. Timed one engine after another, the machine's drift (5-15 % within
-a minute here) made the same comparison land on either side of 1.0 from run to run. Writes
-bench_vllm.json and bench_vllm.png.
+each request sent to every engine in turn (`arctic_vllm.bench.run_interleaved`), the median
+over repeats of the per-repeat ratio. Timed one engine after another, the machine's drift
+(5-15 % within a minute here) made the same comparison land on either side of 1.0 from run
+to run. Writes bench_vllm.json and bench_vllm.png.
 
 CPU numbers are CPU numbers: the tiny target runs on vLLM's CPU backend here, where a
 drafter costs a large fraction of a target step and FP8 matmuls are emulated (slower than
@@ -26,20 +26,24 @@ import json
 import sys
 from pathlib import Path
 
-from e2e import (
+from arctic_vllm.bench import (
+    TINY_MODEL,
+    WORKLOADS,
     Row,
+    RunResult,
+    build_workload,
     check_methods,
+    configure_cpu_env,
     medians,
     paired_mix_ratio,
     paired_speed_ratio,
+    plot_speedups,
     print_table,
     reexec_with_intel_openmp,
     report,
     run_interleaved,
     run_methods_repeated,
 )
-from vllm_harness import TINY_MODEL, RunResult, configure_cpu_env
-from workloads import WORKLOADS, build_workload
 
 METHODS = "none,ngram,suffix,arctic-suffix,arctic-mlp,arctic-lstm,arctic-hybrid,arctic-lstm-fp8"
 
@@ -50,7 +54,7 @@ def mix_speed(rows: list[Row], method: str) -> float:
     return sum(r.generated_tokens for r in mine) / sum(r.seconds for r in mine)
 
 
-# The methods the targets compare, timed again interleaved (e2e.run_interleaved).
+# The methods the targets compare, timed again interleaved (run_interleaved).
 PAIRED_METHODS = ("suffix", "arctic-suffix", "arctic-lstm", "arctic-hybrid")
 
 
@@ -100,28 +104,7 @@ def targets(
     return out
 
 
-def plot(rows: list[Row], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    workloads = list(dict.fromkeys(r.workload for r in rows))
-    methods = list(dict.fromkeys(r.method for r in rows))
-    by = {(r.workload, r.method): r for r in rows}
-    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(workloads) * len(methods) / 4, 4.5))
-    width = 0.8 / len(methods)
-    for j, m in enumerate(methods):
-        xs = [i + j * width for i in range(len(workloads))]
-        ax.bar(xs, [by[w, m].speedup for w in workloads], width, label=m)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(workloads))], workloads)
-    ax.set_ylabel("speed-up vs no speculation (same run)")
-    ax.set_title("vLLM (CPU backend), tiny Llama target, greedy; CPU numbers are CPU numbers")
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+PLOT_TITLE = "vLLM (CPU backend), tiny Llama target, greedy; CPU numbers are CPU numbers"
 
 
 def main() -> int:
@@ -195,7 +178,7 @@ def main() -> int:
         "targets": [{"target": n, "met": ok, "evidence": e} for n, ok, e in met],
     }
     (args.out / "bench_vllm.json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot(rows, args.out / "bench_vllm.png")
+    plot_speedups(rows, args.out / "bench_vllm.png", PLOT_TITLE)
     print(f"\nwritten: {args.out / 'bench_vllm.json'}, {args.out / 'bench_vllm.png'}")
     if not all(r.lossless for r in rows) or diverged:
         print(

@@ -1,12 +1,19 @@
 """Build one workspace member and prove it installs and passes its tests on its own.
 
     uv run tools/release.py arctic-suffix [--dist dist/] [--no-tests]
+    uv run tools/release.py --all [--tests]          # the release check CI runs
 
 Steps: ``uv build --package P --no-sources`` (sdist + wheel, with no workspace sources, so a
 dependency on a sibling must be satisfiable by a released version or a wheel built here);
 a fresh virtual environment; install of the wheel alone, siblings only from the wheels in
 ``--dist`` (never from the workspace); import of its module; its own tests, run against the
-installed wheel, not the source tree. ``tools/check_release.py`` does this for every member.
+installed wheel, not the source tree.
+
+``--all`` checks every member: uv's lock does not check version ranges between members and
+cannot stop a member importing what only a sibling declares. It builds ALL wheels first
+(``--no-sources``, into a temporary directory), then installs each member into its own fresh
+environment from those wheels (siblings from the wheels, not the workspace) and imports it;
+with ``--tests`` it also runs each member's tests there.
 """
 
 from __future__ import annotations
@@ -132,14 +139,40 @@ def install_alone_and_test(member: Member, wheel: Path, dist: Path, run_tests: b
                 raise SystemExit(f"{member.name}: tests failed against the installed wheel")
 
 
+def check_all(run_tests: bool) -> None:
+    """Every member's wheel, built without workspace sources, installs alone."""
+    members = workspace_members()
+    if not members:
+        print("release --all: the workspace has no members under packages/ yet; nothing to check")
+        return
+    with tempfile.TemporaryDirectory(prefix="arctic-dist-") as tmp:
+        dist = Path(tmp)
+        wheels = {m.name: build(m, dist) for m in members}
+        for m in members:
+            install_alone_and_test(m, wheels[m.name], dist, run_tests=run_tests)
+    print(
+        f"release --all: {len(members)} member(s) built and installed alone: "
+        + ", ".join(f"{m.name} {m.version}" for m in members)
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("package", help="workspace member, e.g. arctic-suffix")
+    p.add_argument("package", nargs="?", help="workspace member, e.g. arctic-suffix")
     p.add_argument("--dist", type=Path, default=REPO_ROOT / "dist")
-    p.add_argument("--no-tests", action="store_true")
+    p.add_argument("--no-tests", action="store_true", help="one package: skip its tests")
+    p.add_argument("--all", action="store_true", help="every member (see above)")
+    p.add_argument("--tests", action="store_true", help="with --all: run each member's tests")
     args = p.parse_args()
+    if args.all == (args.package is not None):
+        p.error("name one PACKAGE, or pass --all")
+    if args.all:
+        check_all(run_tests=args.tests)
+        return
+    if args.tests:
+        p.error("--tests goes with --all (one PACKAGE runs its tests unless --no-tests)")
     member = find_member(args.package)
     args.dist.mkdir(parents=True, exist_ok=True)
     wheel = build(member, args.dist)

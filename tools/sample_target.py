@@ -15,9 +15,7 @@ from pathlib import Path
 
 import torch
 
-from corpus import humaneval_tasks, stdlib_files
-from vllm_harness import TINY_MODEL
-from workloads import humaneval_prompt
+from arctic_vllm.bench import TINY_MODEL, humaneval_prompt, humaneval_tasks, stdlib_files
 
 
 def main() -> None:

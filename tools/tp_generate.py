@@ -25,8 +25,7 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from vllm_harness import TINY_MODEL, Engine
-    from workloads import agentic_edit_requests
+    from arctic_vllm.bench import TINY_MODEL, Engine, agentic_edit_requests
 
     tokenizer = AutoTokenizer.from_pretrained(TINY_MODEL)
     requests = agentic_edit_requests(tokenizer, sessions=1, turns=2, max_chunk_tokens=120)

@@ -5,12 +5,13 @@
         --train-prompts 1024                            # the first, 5x shorter recipe
     .venv/bin/python tools/train_drafters.py --quick    # a 2-minute smoke run into results/
 
-Stage 1: the target continues 64-token chunks of the TRAIN split of tools/corpus.py (sampled,
-temperature 1, top-k 10, as ArcticTraining does) and, for evaluation, chunks of the HELD-OUT
-split (greedy). Stage 2: both drafters are distilled on the target's cached final-norm hidden
-states (cross-entropy on the target's tokens + KL to its distribution). Then per-position
-acceptance on the held-out greedy continuations and the draft cost relative to one target
-decode step, written to <out>/eval.json and printed as the README's table.
+Stage 1: the target continues 64-token chunks of the TRAIN split of arctic_vllm.bench's
+corpus (sampled, temperature 1, top-k 10, as ArcticTraining does) and, for evaluation, chunks
+of the HELD-OUT split (greedy). Stage 2: both drafters are distilled on the target's cached
+final-norm hidden states (cross-entropy on the target's tokens + KL to its distribution).
+Then per-position acceptance on the held-out greedy continuations and the draft cost
+relative to one target decode step, written to <out>/eval.json and printed as the README's
+table.
 
 Seeded and resumable: shards, the hidden-state cache and training checkpoints live under
 --work and are reused when the run is restarted.
@@ -27,8 +28,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/ is a plain directory
-import corpus
 from arctic_drafters import (
     LSTMSpeculatorConfig,
     MLPSpeculatorConfig,
@@ -49,13 +48,14 @@ from arctic_drafters.training import (
     save_hidden_cache,
     train_drafter,
 )
+from arctic_vllm.bench import humaneval_tasks, stdlib_files
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_prompt_rows(path: Path, split: str) -> Path:
-    texts = [f.text for f in corpus.stdlib_files(split)]
-    texts += [t.prompt for t in corpus.humaneval_tasks(split)]
+    texts = [f.text for f in stdlib_files(split)]
+    texts += [t.prompt for t in humaneval_tasks(split)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts if t.strip()))
     return path

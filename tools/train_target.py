@@ -4,10 +4,11 @@
 
 Seeded and deterministic up to float reduction order. Corpus (offline, on every machine):
 the running interpreter's standard-library sources and HumanEval prompts + solutions
-(``tools/corpus.py``), with 1 file in 20 and 1 task in 4 held out. A third of the training
-sequences are copy/edit pairs ``<|file|>A<|edit|>A'`` (A' = A with a few edits): a model
-trained on plain code alone rarely copies its context (shared/ENVIRONMENT.md), while agentic
-traffic is copy-heavy, and speculation is worth measuring only on a model that copies.
+(``arctic_vllm.bench``'s corpus), with 1 file in 20 and 1 task in 4 held out. A third of the
+training sequences are copy/edit pairs ``<|file|>A<|edit|>A'`` (A' = A with a few edits): a
+model trained on plain code alone rarely copies its context (shared/ENVIRONMENT.md), while
+agentic traffic is copy-heavy, and speculation is worth measuring only on a model that
+copies.
 Measured: at this budget (1200 steps, ~4.9M tokens, ~48 min here) it has NOT learned to
 copy (``heldout_copy_loss_*`` in training_report.json); a longer run is the open fix.
 
@@ -29,16 +30,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from corpus import (
+from arctic_vllm.bench import (
     EDIT,
     EOS,
     FILE,
     SPECIAL_TOKENS,
+    apply_edits,
     humaneval_tasks,
     stdlib_files,
     training_documents,
 )
-from edits import apply_edits
 
 
 def train_tokenizer(vocab_size: int, out_dir: Path):  # -> PreTrainedTokenizerFast

@@ -14,7 +14,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-# stand_ins.py sits beside the tests; the root config puts only tools/ on the path.
+# stand_ins.py sits beside the tests; the root config puts nothing on the path.
 sys.path.insert(0, os.path.dirname(__file__))
 
 

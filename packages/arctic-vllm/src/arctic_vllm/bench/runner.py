@@ -1,24 +1,24 @@
 """Run speculation methods end to end through vLLM and compare them in one run.
 
-Shared by the main job (`tools/demo.py`) and the full benchmark (`tools/bench_vllm.py`):
-one engine per method, every workload through it, each timed `repeats` times (the median
-run counts: these machines are noisy), and a report whose speed-ups are ratios against no
-speculation measured in the same run. Lossless is checked token for token.
+Shared by the main job (``arctic-bench``, ``tools/demo.py``) and the full benchmark
+(``tools/bench_vllm.py``): one engine per method, every workload through it, each timed
+``repeats`` times (the median run counts: these machines are noisy), and a report whose
+speed-ups are ratios against no speculation measured in the same run. Lossless is checked
+token for token.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from vllm_harness import ARCTIC_METHODS, BUILTIN_METHODS, Engine, RunResult, first_divergence
-from workloads import Request
+from ._extra import require
+from .harness import ARCTIC_METHODS, BUILTIN_METHODS, Engine, RunResult, first_divergence
+from .workloads import Request
 
 # Every method by name: vLLM's built-ins ("none", "ngram", "suffix") and ours ("arctic-*").
 METHODS: dict[str, dict[str, Any] | None] = {**BUILTIN_METHODS, **ARCTIC_METHODS}
@@ -44,25 +44,45 @@ def check_methods(names: Sequence[str]) -> list[str]:
     return ["none", *[m for m in names if m != "none"]]
 
 
+def drafter_methods(names: Sequence[str]) -> list[str]:
+    """The methods among ``names`` that run a draft model (speculative_config method
+    ``"arctic"``); they need a drafter trained for the target."""
+    return [m for m in names if (METHODS[m] or {}).get("method") == "arctic"]
+
+
+def with_drafter(drafter: Path | str) -> dict[str, dict[str, Any] | None]:
+    """``METHODS`` with every drafter method drafting with ``drafter`` (a drafter directory
+    trained for the target, e.g. by ``arctic-train``) instead of the bundled tiny drafters."""
+    drafting = set(drafter_methods(list(METHODS)))
+    return {
+        name: {**config, "model": str(drafter)} if config and name in drafting else config
+        for name, config in METHODS.items()
+    }
+
+
 def run_methods_repeated(
     model: Path,
     methods: Sequence[str],
     workloads: dict[str, list[Request]],
     batch_size: int,
     repeats: int = 1,
+    *,
+    configs: Mapping[str, Mapping[str, Any] | None] = METHODS,
 ) -> dict[tuple[str, str], list[RunResult]]:
-    """runs[workload, method]: one RunResult per repeat, in repeat order.
+    """runs[workload, method]: one RunResult per repeat, in repeat order; ``configs`` maps
+    a method to its speculative_config (default ``METHODS``; see `with_drafter`).
 
     Each repeat starts every method's engine afresh (a warm global suffix cache would make a
     repeat replay the previous one's outputs), and the repeats interleave the methods so
     slow drifts of the machine's load spread over all of them.
     """
+    tqdm = require("tqdm.auto").tqdm
     runs: dict[tuple[str, str], list[RunResult]] = {}
     bar = tqdm(total=len(methods) * len(workloads) * repeats, desc="vLLM runs", unit="run")
     for _ in range(repeats):
         for method in methods:
             bar.set_postfix_str(f"{method}: starting vLLM")
-            with Engine(model, METHODS[method], name=method) as engine:
+            with Engine(model, configs[method], name=method) as engine:
                 engine.generate([[1, 2, 3]], 4)  # warm-up, not timed
                 for wname, requests in workloads.items():
                     bar.set_postfix_str(f"{method} / {wname}")
@@ -81,18 +101,21 @@ def run_interleaved(
     workloads: dict[str, list[Request]],
     batch_size: int,
     repeats: int,
+    *,
+    configs: Mapping[str, Mapping[str, Any] | None] = METHODS,
 ) -> dict[tuple[str, str], list[RunResult]]:
-    """runs[workload, method] for paired timing: each repeat starts one fresh engine per
-    method, all alive at once, and sends every batch of every workload to each engine in
-    turn (the order rotating from batch to batch). Two methods are then timed on the same
-    requests seconds apart, so the machine's drift, which here moves tokens/s by 5-15 %
-    within a minute even for one engine re-running the same requests, cancels request by
-    request instead of engine by engine. Each engine still sees the workloads in the same
+    """runs[workload, method] for paired timing (``configs`` as in `run_methods_repeated`):
+    each repeat starts one fresh engine per method, all alive at once, and sends every batch
+    of every workload to each engine in turn (the order rotating from batch to batch). Two
+    methods are then timed on the same requests seconds apart, so the machine's drift, which
+    here moves tokens/s by 5-15 % within a minute even for one engine re-running the same
+    requests, cancels request by request instead of engine by engine. Each engine still sees the workloads in the same
     order, so its global suffix cache evolves as in `run_methods_repeated`.
 
     Outputs and seconds only: with several engines in one process vLLM's stat logger
     unregisters the earlier engines' Prometheus counters, so the spec-decode counters of
     these runs are left empty (`run_methods_repeated` has them)."""
+    tqdm = require("tqdm.auto").tqdm
     runs: dict[tuple[str, str], list[RunResult]] = {}
     batches = sum(-(-len(reqs) // batch_size) for reqs in workloads.values())
     bar = tqdm(total=repeats * batches, desc="interleaved vLLM runs", unit="batch")
@@ -101,7 +124,7 @@ def run_interleaved(
         engines: list[Engine] = []
         try:
             for m in methods:
-                engines.append(Engine(model, METHODS[m], name=m))
+                engines.append(Engine(model, configs[m], name=m))
             for engine in engines:
                 engine.generate([[1, 2, 3]], 4)  # warm-up, not timed
             turn = 0
@@ -175,10 +198,14 @@ def run_methods(
     workloads: dict[str, list[Request]],
     batch_size: int,
     repeats: int = 1,
+    *,
+    configs: Mapping[str, Mapping[str, Any] | None] = METHODS,
 ) -> dict[str, dict[str, RunResult]]:
     """results[workload][method]: the median-time run of ``repeats`` (see
     `run_methods_repeated`)."""
-    return medians(run_methods_repeated(model, methods, workloads, batch_size, repeats))
+    return medians(
+        run_methods_repeated(model, methods, workloads, batch_size, repeats, configs=configs)
+    )
 
 
 @dataclass(frozen=True)
