@@ -237,17 +237,15 @@ def bench_trained_drafter(path: Path, args: argparse.Namespace) -> dict[str, Any
 
     A draft at position t (state h_t, last token x_{t+1}) is accepted up to its first token
     differing from the stored greedy continuation x_{t+2}... (as arctic-drafters' evaluate).
-    Agreement with the bf16 drafter: "chain" compares greedy chains (later positions
-    inherit earlier flips); "teacher-forced" feeds every variant the bf16 chain, so each
-    head is judged on the same input, and counts a pick as agreeing when it is *a* top-1 of
-    the bf16 logits (tie-aware: 1-2 % of positions have two exactly equal bf16 maxima, and
-    which of them argmax returns is an index-order accident; the exact rate is kept too).
-    The noise floor is the same bf16 weights computed in float32. GPTQ variants are
-    calibrated on --calibration-hidden/--calibration-tokens (the training split), or else on
-    the first --calibration-sequences held-out sequences, which are then not evaluated.
+    Agreement with the bf16 drafter (`arctic_kernels.AgreementEvaluator`, whose docstring
+    defines it): "chain" compares greedy chains (later positions inherit earlier flips);
+    "teacher-forced" feeds every variant the bf16 chain and counts a pick as agreeing when
+    it is *a* top-1 of the bf16 logits (tie-aware; the exact rate is kept too). The noise
+    floor is the same bf16 weights computed in float32. GPTQ variants are calibrated on
+    --calibration-hidden/--calibration-tokens (the training split), or else on the first
+    --calibration-sequences held-out sequences, which are then not evaluated.
     """
     import copy
-    from collections import Counter
 
     import arctic_drafters  # only for this optional section; not a dependency of arctic-kernels
 
@@ -270,65 +268,33 @@ def bench_trained_drafter(path: Path, args: argparse.Namespace) -> dict[str, Any
         )
         evaluated = slice(args.calibration_sequences, None)
     states, last, truth = drafter_positions(args.hidden, args.tokens, args.prompt_len, n, evaluated)
-
-    @torch.no_grad()
-    def draft(model: Any, dtype: torch.dtype) -> torch.Tensor:  # a Speculator; (P, n)
-        return torch.cat(
-            [
-                model.propose(states[i : i + CHUNK].to(dtype), last[i : i + CHUNK], n)
-                for i in range(0, len(last), CHUNK)
-            ]
-        )
-
-    def calibrate(model: Any) -> None:  # quantize_drafter's calibration pass
-        for i in range(0, len(cal_last), CHUNK):
-            model.propose(cal_states[i : i + CHUNK].to(torch.bfloat16), cal_last[i : i + CHUNK], n)
-
-    base = draft(drafter, torch.bfloat16)
-    fed = torch.cat([last[:, None], base[:, :-1]], dim=1)  # head i reads bf16's token i-1
-
-    @torch.no_grad()
-    def teacher_forced(model: Any, dtype: torch.dtype) -> tuple[list[float], list[float]]:
-        """Per head: (exact, tie-aware) agreement with the bf16 drafter on its own chain."""
-        exact = torch.zeros(n, dtype=torch.float64)
-        tied = torch.zeros(n, dtype=torch.float64)
-        for i in range(0, len(last), CHUNK):
-            s, f = states[i : i + CHUNK], fed[i : i + CHUNK]
-            ref = drafter(s.to(torch.bfloat16), f).float()  # (n, c, V)
-            picks = model(s.to(dtype), f).argmax(-1)  # (n, c)
-            at_pick = ref.gather(-1, picks[..., None])[..., 0]
-            exact += (picks == ref.argmax(-1)).double().sum(1)
-            tied += (at_pick == ref.amax(-1)).double().sum(1)
-        return (exact / len(last)).tolist(), (tied / len(last)).tolist()
-
-    def accepted(d: torch.Tensor) -> float:
-        return torch.cumprod((d == truth).long(), dim=1).sum(1).double().mean().item()
-
-    base_accepted = accepted(base)
+    calibrate = ak.draft_calibration(cal_states, cal_last, n, dtype=torch.bfloat16, chunk=CHUNK)
+    evaluator = ak.AgreementEvaluator(
+        drafter, states, last, truth, reference_dtype=torch.bfloat16, chunk=CHUNK
+    )
+    base_accepted = evaluator.reference_mean_accepted
 
     def row(label: str, model: torch.nn.Module, dtype: torch.dtype) -> dict[str, Any]:
-        d = draft(model, dtype)
-        flips = Counter(zip(base[d != base].tolist(), d[d != base].tolist(), strict=True))
-        pair, count = flips.most_common(1)[0] if flips else ((-1, -1), 0)
-        tf_exact, tf_tied = teacher_forced(model, dtype)
+        report = evaluator.evaluate(model, dtype)  # type: ignore[arg-type]
+        flip = report.largest_flip
         return {
             "variant": label,
-            "agreement_per_position": (d == base).double().mean(0).tolist(),
-            "teacher_forced_agreement": tf_tied,
-            "teacher_forced_exact_agreement": tf_exact,
-            "mean_accepted": accepted(d),
-            "relative_change": accepted(d) / max(base_accepted, 1e-12) - 1,
+            "agreement_per_position": report.chain,
+            "teacher_forced_agreement": report.teacher_forced,
+            "teacher_forced_exact_agreement": report.teacher_forced_exact,
+            "mean_accepted": report.mean_accepted,
+            "relative_change": report.relative_change,
             # One near-tie in a repeated context can flip many positions the same way.
             "largest_flip_pair": {
-                "bf16": pair[0],
-                "variant": pair[1],
-                "share": count / max(1, sum(flips.values())),
+                "bf16": flip.reference,
+                "variant": flip.variant,
+                "share": flip.share,
             },
         }
 
     result: dict[str, Any] = {
         "drafter": str(path),
-        "positions": int(base.shape[0]),
+        "positions": len(last),
         "calibration": f"{len(cal_last)} positions: {calib_desc}",
         "bf16_mean_accepted": base_accepted,
         "variants": [

@@ -91,3 +91,30 @@ def states_near(
     state = prototypes[target] + noise * torch.randn(batch, width, generator=gen)
     token = torch.randint(0, vocab, (batch,), generator=gen)
     return state.to(torch.bfloat16), token, target
+
+
+class TinySpeculator(TinyMLPSpeculator):
+    """The stand-in with arctic-drafters' ``Speculator`` interface, what
+    `arctic_kernels.agreement` calls: ``forward`` is teacher-forced, ``propose`` greedy."""
+
+    def _step(self, i: int, state: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        z = self.proj[i](state) * self.state_weight + self.emb[i](token) * self.emb_weight
+        return torch.nn.functional.gelu(self.ln[i](z))  # (B, inner)
+
+    def forward(self, state: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """(B, H) states, (B, k) tokens (head i reads tokens[:, i]) -> (k, B, V) logits."""
+        logits = []
+        for i in range(tokens.shape[1]):
+            state = self._step(i, state, tokens[:, i])
+            logits.append(self.head[i](state))
+        return torch.stack(logits)
+
+    @torch.no_grad()
+    def propose(self, state: torch.Tensor, last: torch.Tensor, n: int) -> torch.Tensor:
+        """(B, H) states, (B,) last tokens -> (B, n) greedy drafts."""
+        token, out = last, []
+        for i in range(n):
+            state = self._step(i, state, token)
+            token = self.head[i](state).argmax(-1)
+            out.append(token)
+        return torch.stack(out, 1)

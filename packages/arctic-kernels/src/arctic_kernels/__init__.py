@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from arctic_kernels._dispatch import selected_backend, triton_available
 from arctic_kernels._fp8_format import FP8_DTYPE, FP8_MAX, MIN_SCALE
+from arctic_kernels.agreement import (
+    AgreementEvaluator,
+    AgreementReport,
+    DraftModel,
+    TokenFlip,
+    head_agreement,
+    is_top1,
+)
 from arctic_kernels.exceptions import BackendUnavailableError, NonFiniteInputError, ShardingError
 from arctic_kernels.fp8 import (
     dequantize,
@@ -32,7 +40,10 @@ from arctic_kernels.layernorm import (
     speculator_layer_norm_reference,
 )
 from arctic_kernels.quantize_drafter import (
+    HEAD_PATTERNS,
+    PROJECTION_PATTERNS,
     QuantizationReport,
+    draft_calibration,
     quantize_drafter,
     quantize_drafter_int8,
 )
@@ -51,9 +62,14 @@ __all__ = [
     "FP8_DTYPE",
     "FP8_LAYERS_FILE",
     "FP8_MAX",
+    "HEAD_PATTERNS",
     "INT8_MAX",
     "MIN_SCALE",
+    "PROJECTION_PATTERNS",
+    "AgreementEvaluator",
+    "AgreementReport",
     "BackendUnavailableError",
+    "DraftModel",
     "Fp8Linear",
     "HessianAccumulator",
     "Int8Linear",
@@ -61,10 +77,14 @@ __all__ = [
     "QuantizationReport",
     "ShardingError",
     "SpeculatorLayerNorm",
+    "TokenFlip",
     "TopkBytes",
     "__version__",
     "dequantize",
+    "draft_calibration",
+    "head_agreement",
     "int8_linear_reference",
+    "is_top1",
     "load_fp8_layers",
     "pack_value_index",
     "quantize_drafter",

@@ -130,6 +130,42 @@ def quantize_drafter_int8(
     return report
 
 
+def draft_calibration(
+    hidden_states: torch.Tensor,
+    last_tokens: torch.Tensor,
+    n: int,
+    *,
+    dtype: torch.dtype | None = None,
+    chunk: int = 4096,
+) -> Callable[[torch.nn.Module], None]:
+    """Calibration passes for `quantize_drafter(calibration=)`: the drafter's greedy draft
+    of `n` tokens from every draft point (hidden_states (P, H), last_tokens (P,)), `chunk`
+    points per call (bounds the (chunk, vocab) logits), so every layer sees the inputs it
+    sees when serving. The drafter must have arctic-drafters' ``propose(hidden, last, n)``;
+    dtype: what the states are cast to per call (None: as given)."""
+    if hidden_states.dim() != 2 or last_tokens.dim() != 1:
+        raise ValueError(
+            f"hidden_states must be (P, H) and last_tokens (P,), got "
+            f"{tuple(hidden_states.shape)} and {tuple(last_tokens.shape)}"
+        )
+    if len(hidden_states) != len(last_tokens) or len(last_tokens) == 0:
+        raise ValueError(
+            f"hidden_states and last_tokens must hold the same number (>= 1) of draft points, "
+            f"got {len(hidden_states)} and {len(last_tokens)}"
+        )
+    if n < 1 or chunk < 1:
+        raise ValueError(f"n and chunk must be >= 1, got n={n}, chunk={chunk}")
+
+    def calibrate(module: torch.nn.Module) -> None:
+        for i in range(0, len(last_tokens), chunk):
+            states = hidden_states[i : i + chunk]
+            module.propose(  # type: ignore[operator]
+                states if dtype is None else states.to(dtype), last_tokens[i : i + chunk], n
+            )
+
+    return calibrate
+
+
 _Slot = tuple[torch.nn.Module, str, str, torch.nn.Linear]
 
 
