@@ -44,6 +44,7 @@ from arctic_drafters.training import (
     load_hidden_cache,
     load_prompts,
     load_target,
+    quantize_for_serving,
     read_shards,
     save_hidden_cache,
     train_drafter,
@@ -105,10 +106,8 @@ def write_fp8_layers(drafter_dir: Path, shards, states, args) -> None:
     calibrated on the sampled (temperature 1) training continuations instead, the retrained
     LSTM's second head agreed with bf16 on 98.83 % of held-out positions, on greedy ones
     99.31 % (tools/bench_kernels.py, tie-aware)."""
-    from arctic_drafters.cli import quantize
-
     drafter = load_drafter(drafter_dir, dtype=torch.bfloat16)
-    summary = quantize(
+    summary = quantize_for_serving(
         drafter, shards, states, drafter_dir, positions=args.fp8_positions, seed=args.seed
     )
     print(json.dumps(summary, indent=2))

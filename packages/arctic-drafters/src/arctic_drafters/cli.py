@@ -25,83 +25,11 @@ from .checkpoint import build_speculator, check_compatible, load_drafter, save_d
 from .cli_parser import PROG, build_parser
 from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig
 from .exceptions import TrainingStateError
-from .speculator import Speculator
 
 # What a user can fix from the message alone: ours (CheckpointError, DatasetError and
 # IncompatibleTargetError are ValueErrors, as are config validation's), files (OSError) and a
 # missing extra (ImportError naming the pip install). Anything else is a bug: traceback.
 USER_ERRORS = (ValueError, TrainingStateError, OSError, ImportError)
-
-
-def quantize(
-    drafter: Speculator,
-    data: Any,
-    states: Any,
-    drafter_dir: str | os.PathLike[str],
-    *,
-    out: str | os.PathLike[str] | None = None,
-    positions: int = 8192,
-    seed: int = 0,
-    activation_scheme: str = "none",
-    float32_logits: bool = True,
-    include_projections: bool = False,
-) -> dict[str, Any]:
-    """GPTQ-round the drafter's heads (and projections) on `positions` random calibration
-    positions of `data` (its target's hidden `states`) and save them with
-    arctic_kernels.save_fp8_layers to `out` (default: fp8_layers.safetensors in
-    `drafter_dir`, where arctic-vllm's drafter_fp8 looks); returns a summary."""
-    try:
-        import arctic_kernels as ak
-        from arctic_kernels.quantize_drafter import PROJECTION_PATTERNS
-    except ImportError as exc:
-        raise ImportError(
-            "arctic-train quantize needs arctic-kernels: pip install 'arctic-drafters[fp8]'"
-        ) from exc
-    if positions < 1:
-        raise ValueError(f"positions must be >= 1, got {positions}")
-    n = drafter.config.n_predict
-    tokens = data.tokens
-    t = torch.arange(data.prompt_len - 1, tokens.shape[1] - 1)  # a state and its next token
-    seq = torch.arange(tokens.shape[0]).repeat_interleave(t.numel())
-    pos = t.repeat(tokens.shape[0])
-    pick = torch.randperm(len(seq), generator=torch.Generator().manual_seed(seed))
-    pick = pick[:positions]
-    seq, pos = seq[pick], pos[pick]
-    dtype = next(drafter.parameters()).dtype
-    hidden, last = states.hidden[seq, pos].to(dtype), tokens[seq, pos + 1]
-
-    def calibrate(model: torch.nn.Module) -> None:
-        for i in range(0, len(last), 4096):
-            model.propose(hidden[i : i + 4096], last[i : i + 4096], n)  # type: ignore[operator]
-
-    # Projections first (then the heads calibrate on the quantized projections' outputs, as
-    # served); only the heads get float32 outputs.
-    replaced: list[str] = []
-    if include_projections:
-        projections = ak.quantize_drafter(
-            drafter,
-            patterns=PROJECTION_PATTERNS,
-            activation_scheme=activation_scheme,  # type: ignore[arg-type]
-            calibration=calibrate,
-        )
-        replaced += projections.replaced
-    report = ak.quantize_drafter(
-        drafter,
-        activation_scheme=activation_scheme,  # type: ignore[arg-type]
-        calibration=calibrate,
-        out_dtype=torch.float32 if float32_logits else None,
-    )
-    replaced += report.replaced
-    path = ak.save_fp8_layers(drafter, out or Path(drafter_dir) / ak.FP8_LAYERS_FILE)
-    return {
-        "file": str(path),
-        "layers": replaced,
-        "calibration_positions": len(last),
-        "activation_scheme": report.activation_scheme,
-        "rounding": report.rounding,
-        "head_weight_bytes_before": report.bytes_before,
-        "head_weight_bytes_fp8": report.bytes_after,
-    }
 
 
 def drafter_config(args: argparse.Namespace, target_config: Any) -> SpeculatorConfig:
@@ -160,6 +88,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         load_prompts,
         load_target,
         load_target_config,
+        quantize_for_serving,
         read_shards,
         train_drafter,
     )
@@ -196,7 +125,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     model, _ = load_target(args.target)
     if args.command == "quantize":
         states = hidden_states_for(args.target, data, args.cache, model)
-        summary = quantize(
+        summary = quantize_for_serving(
             drafter,
             data,
             states,
