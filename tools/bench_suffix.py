@@ -1,7 +1,8 @@
 """Suffix-decoding benchmark: arctic_suffix.SuffixCache vs arctic-inference 0.3.0 vs n-gram.
 
-Replays token traces through each drafter with simulated verification: every step drafts
-K tokens, accepts the prefix that equals the true continuation, plus one bonus token.
+Replays token traces through each drafter with simulated verification (arctic_suffix.replay):
+every step drafts K tokens, accepts the prefix that equals the true continuation, plus one
+bonus token.
 
     uv run python tools/bench_suffix.py [results_dir] [--quick]
 
@@ -23,13 +24,14 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from arctic_suffix import SuffixCache, SuffixCacheDrafter, Trace, replay
 from arctic_vllm.bench import apply_edits, humaneval_tasks, stdlib_files
 
 KS = (8, 16, 64)
@@ -109,25 +111,9 @@ def prose(tok: Tokenizer, n_docs: int) -> list[Request]:
 # --- drafters ------------------------------------------------------------------------------
 
 
-class Ours:
-    name = "arctic_suffix"
-
-    def __init__(self, **kw: object) -> None:
-        from arctic_suffix import SuffixCache
-
-        self.cache = SuffixCache(DEPTH, **kw)  # type: ignore[arg-type]
-
-    def start(self, rid: str, prompt: np.ndarray) -> None:
-        self.cache.start_request(rid, prompt)
-
-    def draft(self, rid: str, ctx: list[int], k: int) -> list[int]:
-        return self.cache.speculate(rid, max_spec_tokens=k).token_ids
-
-    def add(self, rid: str, toks: np.ndarray) -> None:
-        self.cache.add_tokens(rid, toks)
-
-    def stop(self, rid: str) -> None:
-        self.cache.stop_request(rid)
+def ours(**kw: Any) -> SuffixCacheDrafter:
+    """arctic_suffix.SuffixCache as replay's drafter (speculate's defaults)."""
+    return SuffixCacheDrafter(SuffixCache(DEPTH, **kw))
 
 
 class Anchor:
@@ -195,61 +181,18 @@ class NGram:
 # --- simulation -----------------------------------------------------------------------------
 
 
-@dataclass
-class Stats:
-    tokens: int = 0
-    steps: int = 0
-    drafted: int = 0
-    accepted: int = 0
-    spec_ns: list[int] = field(default_factory=list)
-    update_ns: int = 0
-    update_tokens: int = 0
-
-    def summary(self) -> dict[str, float]:
-        s = sorted(self.spec_ns)
-        return {
-            "tokens_per_step": self.tokens / max(1, self.steps),
-            "acceptance_rate": self.accepted / max(1, self.drafted),
-            "spec_p50_us": s[len(s) // 2] / 1e3 if s else 0.0,
-            "spec_p99_us": s[min(len(s) - 1, int(len(s) * 0.99))] / 1e3 if s else 0.0,
-            "update_us_per_token": self.update_ns / 1e3 / max(1, self.update_tokens),
-        }
+def traces(reqs: list[Request]) -> list[Trace]:
+    """int32 arrays, made once: every drafter here reads them without conversion."""
+    return [
+        Trace(r.req_id, np.asarray(r.prompt, dtype=np.int32), np.asarray(r.output, dtype=np.int32))
+        for r in reqs
+    ]
 
 
-def replay(drafter: object, reqs: list[Request], k: int, bar: tqdm) -> Stats:
-    st = Stats()
-    clock = time.perf_counter_ns
-    for r in reqs:
-        prompt = np.asarray(r.prompt, dtype=np.int32)
-        out = np.asarray(r.output, dtype=np.int32)
-        t0 = clock()
-        drafter.start(r.req_id, prompt)  # type: ignore[attr-defined]
-        st.update_ns += clock() - t0
-        st.update_tokens += len(prompt) + len(out)
-        ctx = list(r.prompt)
-        pos = 0
-        while pos < len(out):
-            t0 = clock()
-            d = drafter.draft(r.req_id, ctx, k)  # type: ignore[attr-defined]
-            st.spec_ns.append(clock() - t0)
-            a = 0
-            while a < len(d) and pos + a < len(out) and d[a] == out[pos + a]:
-                a += 1
-            new = out[pos : pos + a + 1]
-            t0 = clock()
-            drafter.add(r.req_id, new)  # type: ignore[attr-defined]
-            st.update_ns += clock() - t0
-            ctx.extend(new.tolist())
-            st.drafted += len(d)
-            st.accepted += a
-            st.steps += 1
-            pos += len(new)
-            st.tokens += len(new)
-        t0 = clock()
-        drafter.stop(r.req_id)  # type: ignore[attr-defined]
-        st.update_ns += clock() - t0
-        bar.update(1)
-    return st
+def run_replay(drafter: Any, reqs: list[Trace], k: int, bar: tqdm) -> dict[str, float]:
+    """arctic_suffix.replay: K-token drafts, the prefix equal to the output accepted, plus
+    one bonus token per step."""
+    return replay(reqs, k, drafter, on_trace=lambda _: bar.update(1)).summary()
 
 
 # --- memory, eviction, removal stalls -------------------------------------------------------
@@ -267,7 +210,7 @@ def _memory_child(which: str, outputs: list[list[int]], q: mp.Queue[dict[str, An
     arrays = [np.asarray(o, dtype=np.int32) for o in outputs]
     del outputs
     # Warm the allocator and import everything before the baseline.
-    d: object = Ours() if which == "ours" else Anchor()
+    d: object = ours() if which == "ours" else Anchor()
     gc.collect()
     before = _rss()
     for i, a in enumerate(arrays):
@@ -301,16 +244,14 @@ def eviction_order(reqs: list[Request], budget: int) -> dict[str, float]:
     """tokens/step at K=16 with the global cache held to `budget` tokens."""
     out = {}
     for policy in ("fifo", "lru"):
-        d = Ours(max_cached_tokens=budget, eviction=policy)
+        d = ours(max_cached_tokens=budget, eviction=policy)
         with tqdm(total=len(reqs), desc=f"eviction {policy}", leave=False) as bar:
-            out[policy] = replay(d, reqs, 16, bar).summary()["tokens_per_step"]
+            out[policy] = run_replay(d, traces(reqs), 16, bar)["tokens_per_step"]
     return out
 
 
 def removal_stall(n_tokens: int) -> dict[str, float]:
     """Evicting one huge response: the longest single call a caller waits for."""
-    from arctic_suffix import SuffixCache
-
     rng = np.random.default_rng(0)
     big = rng.integers(0, 50_000, n_tokens, dtype=np.int32)
     small = rng.integers(0, 50_000, 256, dtype=np.int32)
@@ -400,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     wls = workloads(args.quick)
     makers: dict[str, Callable[[], object]] = {
-        "arctic_suffix": Ours,
+        "arctic_suffix": ours,
         "arctic_inference": Anchor,
         "ngram": NGram,
     }
@@ -409,9 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     with tqdm(total=total, desc="replay") as bar:
         for wname, reqs in wls.items():
             results["replay"][wname] = {}
+            arrays = traces(reqs)
             for mname, make in makers.items():
                 results["replay"][wname][mname] = {
-                    str(k): replay(make(), reqs, k, bar).summary() for k in KS
+                    str(k): run_replay(make(), arrays, k, bar) for k in KS
                 }
     outputs = [r.output for rs in wls.values() for r in rs]
     if not args.quick:
