@@ -199,6 +199,28 @@ LEDGER: tuple[PatchRecord, ...] = (
         upstream="same as sampling_params: vLLM #42744",
         removal="with the sampling_params patch",
     ),
+    PatchRecord(
+        module="engine_core_teardown",
+        target="vllm.v1.engine.core.EngineCore.shutdown",
+        why=(
+            "In-process engines share torch.distributed and vLLM's model-parallel groups, yet "
+            "each EngineCore.shutdown tears them down: an engine collected after a newer "
+            "one was built (llm = LLM(...) twice) breaks the live one ('pipeline model "
+            "parallel group is not initialized'). vLLM's own, with or without arctic."
+        ),
+        how=(
+            "Count live EngineCores per process (wrapping __init__ and shutdown); "
+            "core.cleanup_dist_env_and_memory does nothing while other engines live."
+        ),
+        upstream=(
+            "to file: '[Bug] In-process engines: EngineCore.shutdown destroys the "
+            "distributed state another live in-process engine shares. Repro: "
+            "VLLM_ENABLE_V1_MULTIPROCESSING=0; llm = LLM(m); llm = LLM(m); gc.collect(); "
+            "llm.generate(...) -> AssertionError: pipeline model parallel group is not "
+            "initialized. Fix: reference-count the shared state.'"
+        ),
+        removal="when vLLM reference-counts in-process engines' distributed state",
+    ),
 )
 
 
