@@ -176,5 +176,7 @@ def test_draft_calibration_sends_every_point_through_every_head_once() -> None:
     assert report.calibration_rows == {"head.0": 10, "head.1": 10, "head.2": 10}
     with pytest.raises(ValueError, match="same number"):
         draft_calibration(states, last[:9], N)
-    with pytest.raises(ValueError, match="n and chunk must be >= 1"):
+    with pytest.raises(ValueError, match="chunk must be >= 1, got 0"):
         draft_calibration(states, last, N, chunk=0)
+    with pytest.raises(ValueError, match="n must be >= 1, got n=0"):
+        draft_calibration(states, last, 0)

@@ -108,7 +108,7 @@ class AgreementEvaluator:
         chunk: int = DEFAULT_CHUNK,
     ) -> None:
         n = _draft_length(reference, continuation, n)
-        _check_points(hidden_states, last_tokens, chunk)
+        check_draft_points(hidden_states, last_tokens, chunk)
         if continuation is not None and tuple(continuation.shape) != (len(last_tokens), n):
             raise ValueError(
                 f"continuation must be (positions, n) = ({len(last_tokens)}, {n}), got "
@@ -223,7 +223,8 @@ def _draft_length(reference: object, continuation: torch.Tensor | None, n: int |
     return n
 
 
-def _check_points(hidden_states: torch.Tensor, last_tokens: torch.Tensor, chunk: int) -> None:
+def check_draft_points(hidden_states: torch.Tensor, last_tokens: torch.Tensor, chunk: int) -> None:
+    """(P, H) states and (P,) tokens of the same P >= 1 draft points, chunk >= 1."""
     if hidden_states.dim() != 2 or last_tokens.dim() != 1:
         raise ValueError(
             f"hidden_states must be (P, H) and last_tokens (P,), got "

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from arctic_kernels.agreement import check_draft_points
 from arctic_kernels.fp8_linear import ActivationScheme, Fp8Linear, WeightScheme
 from arctic_kernels.gptq import DEFAULT_DAMP, HessianAccumulator
 from arctic_kernels.int8_linear import Int8Linear
@@ -143,18 +144,9 @@ def draft_calibration(
     points per call (bounds the (chunk, vocab) logits), so every layer sees the inputs it
     sees when serving. The drafter must have arctic-drafters' ``propose(hidden, last, n)``;
     dtype: what the states are cast to per call (None: as given)."""
-    if hidden_states.dim() != 2 or last_tokens.dim() != 1:
-        raise ValueError(
-            f"hidden_states must be (P, H) and last_tokens (P,), got "
-            f"{tuple(hidden_states.shape)} and {tuple(last_tokens.shape)}"
-        )
-    if len(hidden_states) != len(last_tokens) or len(last_tokens) == 0:
-        raise ValueError(
-            f"hidden_states and last_tokens must hold the same number (>= 1) of draft points, "
-            f"got {len(hidden_states)} and {len(last_tokens)}"
-        )
-    if n < 1 or chunk < 1:
-        raise ValueError(f"n and chunk must be >= 1, got n={n}, chunk={chunk}")
+    check_draft_points(hidden_states, last_tokens, chunk)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got n={n}")
 
     def calibrate(module: torch.nn.Module) -> None:
         for i in range(0, len(last_tokens), chunk):

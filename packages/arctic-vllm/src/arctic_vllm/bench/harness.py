@@ -115,14 +115,20 @@ class SpecCounters:
     num_draft_tokens: int = 0
     num_accepted_tokens: int = 0
 
+    def as_draft_counts(self) -> Any:
+        """vLLM's counters as arctic-runtime's one acceptance counter type."""
+        from arctic_runtime import DraftCounts
+
+        return DraftCounts(self.num_drafts, self.num_draft_tokens, self.num_accepted_tokens)
+
     @property
     def mean_acceptance_length(self) -> float:
         """Tokens emitted per verification step: 1 (bonus) + accepted per draft, as vLLM."""
-        return 1.0 + self.num_accepted_tokens / self.num_drafts if self.num_drafts else 1.0
+        return float(self.as_draft_counts().mean_acceptance_length)
 
     @property
     def acceptance_rate(self) -> float:
-        return self.num_accepted_tokens / self.num_draft_tokens if self.num_draft_tokens else 0.0
+        return float(self.as_draft_counts().acceptance_rate)
 
     def __add__(self, other: SpecCounters) -> SpecCounters:
         return SpecCounters(
