@@ -101,9 +101,10 @@ class ArcticProposer:
         self.proposer: Proposer | None = self.suffix if options.method == "suffix" else None
         self._fed: dict[str, list[int]] = {}  # what each request's proposer state holds
         self._last_draft: dict[str, Draft] = {}
-        self._private: set[str] = set()  # seeded sampled requests (see _is_seeded_sample)
         self._device = torch.device("cpu")  # the drafter's, once load_model has run
-        self._generators: dict[str, torch.Generator] = {}  # seeded requests' draft draws
+        # Seeded sampled requests (see _is_seeded_sample) -> the generator of their draft
+        # draws; they also draft in a private suffix namespace.
+        self._seeded: dict[str, torch.Generator] = {}
         self._shared_generator: torch.Generator | None = None  # unseeded requests'
         self._logged_failure = False
         if options.method == "suffix":
@@ -273,9 +274,9 @@ class ArcticProposer:
             params = self._sampling_params(runner, req_id)
             temperature = float(getattr(params, "temperature", 0.0) or 0.0)
             if temperature > 0:
-                generator = self._generators.get(req_id, self._shared_generator)
+                generator = self._seeded.get(req_id, self._shared_generator)
         return ProposeRequest(
-            req_id, max_tokens, last, hidden, req_id in self._private, temperature, generator
+            req_id, max_tokens, last, hidden, req_id in self._seeded, temperature, generator
         )
 
     # -- per-request bookkeeping ------------------------------------------------------------
@@ -321,10 +322,9 @@ class ArcticProposer:
                 # Drafts from its own tokens only: a namespace no other request shares, and
                 # its response is evicted when it stops (see _stop); sampled drafter tokens
                 # from a generator of its own, seeded by the request's seed.
-                self._private.add(req_id)
                 namespace = f"{PRIVATE_NAMESPACE}{req_id}"
                 seed = int(self._sampling_params(runner, req_id).seed)
-                self._generators[req_id] = torch.Generator(self._device).manual_seed(
+                self._seeded[req_id] = torch.Generator(self._device).manual_seed(
                     seed ^ DRAFT_SEED_SALT
                 )
             self.proposer.start_request(req_id, prompt, namespace)
@@ -343,14 +343,11 @@ class ArcticProposer:
         self.metrics.finish(req_id)
         if self.proposer is not None:
             self.proposer.stop_request(req_id)
-        self._generators.pop(req_id, None)
-        if req_id in self._private:
-            self._private.discard(req_id)
-            if self.suffix is not None:
-                # Nobody reads its private namespace; KeyError: it was not cached (an
-                # empty response, or the global cache is off).
-                with contextlib.suppress(KeyError):
-                    self.suffix.cache.evict(req_id)
+        if self._seeded.pop(req_id, None) is not None and self.suffix is not None:
+            # Nobody reads its private namespace; KeyError: it was not cached (an
+            # empty response, or the global cache is off).
+            with contextlib.suppress(KeyError):
+                self.suffix.cache.evict(req_id)
 
     @staticmethod
     def _sampling_params(runner: Any, req_id: str) -> Any:
