@@ -5,6 +5,7 @@ Installed, it registers through the ``vllm.general_plugins`` entry point; nothin
 
 from __future__ import annotations
 
+from . import contract
 from .exceptions import ArcticConfigError, PatchError, UnsupportedVllmError
 from .options import ArcticOptions, parse_options
 from .patches import LEDGER, PatchRecord
@@ -22,6 +23,7 @@ __all__ = [
     "PatchRecord",
     "UnsupportedVllmError",
     "__version__",
+    "contract",
     "parse_options",
     "register",
 ]

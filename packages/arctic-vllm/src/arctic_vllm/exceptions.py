@@ -9,7 +9,8 @@ class ArcticConfigError(ValueError):
 
 
 class UnsupportedVllmError(RuntimeError):
-    """The installed vLLM is outside the range this plugin was built and tested against."""
+    """The installed vLLM lacks a symbol, or a signature, that serving arctic's methods needs
+    (arctic_vllm.contract); raised only when such a method is requested."""
 
 
 class PatchError(RuntimeError):

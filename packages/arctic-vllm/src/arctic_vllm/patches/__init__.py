@@ -244,10 +244,13 @@ def is_patched(owner: Any, name: str) -> bool:
     return bool(getattr(getattr(owner, name, None), _MARK, False))
 
 
-def apply_all() -> list[str]:
-    """Apply every ledger patch not yet applied; returns the targets patched now."""
+def apply_all(skip: frozenset[str] = frozenset()) -> list[str]:
+    """Apply every ledger patch not yet applied, but those whose module is in `skip` (their
+    vLLM symbols changed: see arctic_vllm.contract); returns the targets patched now."""
     applied = []
     for record in LEDGER:
+        if record.module in skip:
+            continue
         module = importlib.import_module(f"{__name__}.{record.module}")
         if module.apply():
             applied.append(record.target)

@@ -15,6 +15,10 @@ PROPOSER_CLASS = "arctic_vllm.proposer.ArcticProposer"
 # to vLLM's own implementation (the baseline our benchmark compares against).
 BACKEND_KEY = "suffix_decoding_backend"
 BACKENDS = ("arctic_suffix", "arctic_inference")
+# vLLM's V1 engine refuses method 'mlp_speculator' (0.32) or no longer has it (0.33): arctic
+# serves IBM / vLLM MLPSpeculator checkpoints as method 'arctic' (arctic_drafters reads them).
+MLP_SPECULATOR = "mlp_speculator"
+SERVED = ("arctic", "suffix", MLP_SPECULATOR)
 
 
 def translate(user_config: dict[str, Any], target_model_config: Any) -> tuple[dict[str, Any], Any]:
@@ -77,13 +81,26 @@ def apply() -> bool:
                     f"speculative_config[{BACKEND_KEY!r}] = {backend!r}: must be one of "
                     f"{BACKENDS}, with method 'suffix'"
                 )
-        if method not in ("arctic", "suffix") or backend == "arctic_inference":
+        if method not in SERVED or backend == "arctic_inference":
             if isinstance(user, dict) and BACKEND_KEY in user:
                 user = dict(user)
                 del user[BACKEND_KEY]
                 self.speculative_config = user
             return original(self, target_model_config, target_parallel_config)
+        from ..plugin import UNSERVABLE
+
+        if UNSERVABLE:
+            from ..exceptions import UnsupportedVllmError
+
+            raise UnsupportedVllmError(
+                f"speculative_config method {method!r} cannot be served by arctic-vllm on "
+                f"this vLLM: {'; '.join(UNSERVABLE)}. Use a vLLM arctic-vllm is tested with "
+                "(see its README), or another method"
+            )
         user = {k: v for k, v in user.items() if k != BACKEND_KEY}
+        if method == MLP_SPECULATOR:
+            logger.info("arctic: method 'mlp_speculator' is served as method 'arctic'")
+            user["method"] = "arctic"
         translated, options = translate(user, target_model_config)
         self.speculative_config = translated
         try:
