@@ -27,6 +27,12 @@ ALIASES = {
     "suffix_max_spec_factor": ("suffix_max_spec_factor", 2.5),
     "suffix_max_spec_offset": ("suffix_max_spec_offset", -1.5),
     "suffix_min_token_prob": ("suffix_min_token_prob", 0.3),
+    "suffix_cache_max_requests": ("suffix_max_cached_requests", 5),
+    "suffix_speculative_tokens": ("suffix_speculative_tokens", 24),
+    "disable_by_batch_size": ("draft_request_limit", 4),
+    "hard_disable_by_batch_size": ("hard_batch_cap", 8),
+    # vLLM 0.33's dynamic speculative decoding table
+    "num_speculative_tokens_per_batch_size": ("tokens_by_batch_size", ((1, 4, 3), (5, 64, 1))),
     # ours
     "suffix_decoding_max_cached_tokens": ("suffix_max_cached_tokens", 1000),
     "suffix_decoding_max_spec_offset": ("suffix_max_spec_offset", -1.5),
@@ -363,3 +369,69 @@ def test_options_built_directly_are_validated_too():
     with pytest.raises(ArcticConfigError, match="exclude each other"):
         ArcticOptions("arctic", 3, drafter_path="/d", drafter_fp8=True, drafter_int8=True)
     assert ArcticOptions("suffix", 8).suffix_max_depth == 24
+
+
+def test_arctic_inference_config_as_pasted():
+    options, passthrough = parse_options(
+        {
+            "method": "arctic",
+            "model": "/drafters/lstm",
+            "num_speculative_tokens": 3,
+            "enable_suffix_decoding": True,
+            "disable_by_batch_size": 64,
+            "hard_disable_by_batch_size": 128,
+            "suffix_speculative_tokens": 24,
+            "suffix_cache_max_depth": 64,
+            "suffix_cache_max_requests": 100000,
+            "suffix_max_spec_factor": 1.0,
+            "suffix_max_spec_offset": 0.0,
+            "suffix_min_token_prob": 0.1,
+        }
+    )
+    assert passthrough == {}
+    assert (options.draft_request_limit, options.hard_batch_cap) == (64, 128)
+    assert options.suffix_max_depth == 64 and options.suffix_speculative_tokens == 24
+
+
+def test_suffix_speculative_tokens_is_the_suffix_method_k():
+    options, _ = parse_options({"method": "suffix", "suffix_speculative_tokens": 24})
+    assert options.num_speculative_tokens == 24
+
+
+@pytest.mark.parametrize(
+    "table, why",
+    [
+        ([[2, 8, 3]], "start at batch size 1"),
+        ([[1, 8, 3], [8, 16, 1]], "overlap"),
+        ([[1, 0, 3]], "first <= last"),
+        ([[1, 8, -1]], "num_tokens >= 0"),
+        ([[1, 8]], "must be a list of"),
+        ([], "must be a list of"),
+        ("1-8:3", "must be a list of"),
+        ([[1, 8, True]], "must be a list of"),
+    ],
+)
+def test_a_bad_batch_size_table_names_the_key_and_why(table, why):
+    with pytest.raises(ArcticConfigError, match="num_speculative_tokens_per_batch_size") as err:
+        parse_options({**ARCTIC, "num_speculative_tokens_per_batch_size": table})
+    assert why in str(err.value)
+
+
+def test_the_batch_size_table_has_vllms_meaning():
+    from arctic_runtime import SpeculationPolicy
+
+    table = parse_options(
+        {**ARCTIC, "num_speculative_tokens_per_batch_size": [[1, 4, 5], [9, 16, 2], [17, 32, 0]]}
+    )[0].tokens_by_batch_size
+    policy = SpeculationPolicy(4, tokens_by_batch_size=table)
+    # K capped by the table; a gap (5-8) carries 5 forward, the tail carries 0.
+    assert [policy.batch_tokens(b) for b in (1, 4, 5, 8, 9, 16, 17, 64)] == [4, 4, 4, 4, 2, 2, 0, 0]
+
+
+def test_disable_by_batch_size_lets_only_that_many_requests_draft():
+    from arctic_runtime import SpeculationPolicy
+
+    policy = SpeculationPolicy(3, draft_request_limit=2, hard_batch_cap=5)
+    assert policy.plan(2, ["a", "b"]) == {"a": 3, "b": 3}
+    assert policy.plan(3, ["a", "b", "c"]) == {"a": 3, "b": 3, "c": 0}
+    assert policy.plan(5, ["a", "b", "c", "d", "e"]) == dict.fromkeys("abcde", 0)

@@ -31,6 +31,12 @@ class SpeculationPolicy:
     num_speculative_tokens: int  # K at small batch sizes
     soft_batch_cap: int | None = None  # above this the draft length tapers linearly...
     hard_batch_cap: int | None = None  # ...reaching 0 at this batch size and above
+    # Arctic Inference's disable_by_batch_size: above this batch size only this many
+    # requests (the first in batch order) draft.
+    draft_request_limit: int | None = None
+    # vLLM 0.33's num_speculative_tokens_per_batch_size: ((first, last, K), ...) inclusive
+    # batch-size ranges from 1, sorted; a gap and the tail carry the previous range's K.
+    tokens_by_batch_size: tuple[tuple[int, int, int], ...] | None = None
     backoff_threshold: float = 0.1  # EMA acceptance rate below which a request backs off
     backoff_min_drafts: int = 4  # drafts seen before backing off (the EMA needs evidence)
     backoff_initial_steps: int = 4
@@ -44,7 +50,7 @@ class SpeculationPolicy:
             raise ValueError(
                 f"num_speculative_tokens must be >= 1, got {self.num_speculative_tokens}"
             )
-        for name in ("soft_batch_cap", "hard_batch_cap"):
+        for name in ("soft_batch_cap", "hard_batch_cap", "draft_request_limit"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {v}")
@@ -77,6 +83,8 @@ class SpeculationPolicy:
     def batch_tokens(self, batch_size: int) -> int:
         """K after the batch caps."""
         k, soft, hard = self.num_speculative_tokens, self.soft_batch_cap, self.hard_batch_cap
+        if self.tokens_by_batch_size is not None:
+            k = min(k, scheduled_tokens(self.tokens_by_batch_size, batch_size))
         if hard is not None and batch_size >= hard:
             return 0
         if soft is None or batch_size <= soft:
@@ -92,8 +100,13 @@ class SpeculationPolicy:
         clock used by backoff, so call it once per engine step."""
         self._step += 1
         k = self.batch_tokens(batch_size)
+        limit = self.draft_request_limit
+        drafting = len(req_ids) if limit is None or batch_size <= limit else limit
         out = {}
-        for req_id in req_ids:
+        for index, req_id in enumerate(req_ids):
+            if index >= drafting:
+                out[req_id] = 0
+                continue
             control = self._requests.get(req_id)
             if control is None:
                 out[req_id] = k
@@ -142,3 +155,15 @@ class SpeculationPolicy:
     def is_paused(self, req_id: str) -> bool:
         c = self._requests.get(req_id)
         return c is not None and self._step < c.paused_until
+
+
+def scheduled_tokens(schedule: Sequence[tuple[int, int, int]], batch_size: int) -> int:
+    """K for a batch size under a (first, last, K) range schedule (see tokens_by_batch_size)."""
+    k = 0
+    for first, last, tokens in schedule:
+        if batch_size < first:
+            break
+        k = tokens
+        if batch_size <= last:
+            break
+    return k

@@ -6,13 +6,14 @@ read these declarations; nothing else lists the options.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from .exceptions import ArcticConfigError
 
-KINDS = ("bool", "int", "float", "str", "path")
+KINDS = ("bool", "int", "float", "str", "path", "schedule")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class OptionSpec:
             if isinstance(value, str | os.PathLike):
                 return os.fspath(value)
             raise _bad(key, "must be a path (a directory)", value)
+        if self.kind == "schedule":
+            return _schedule(key, value)
         if self.kind == "str":
             if isinstance(value, str) and value in self.choices:
                 return value
@@ -76,6 +79,33 @@ class OptionSpec:
         return f"<= {show(self.high)}" if self.high is not None else ""
 
 
+def _schedule(key: str, value: Any) -> tuple[tuple[int, int, int], ...]:
+    """vLLM 0.33's num_speculative_tokens_per_batch_size, checked as vLLM checks it: inclusive
+    (first, last, K) batch-size ranges, positive, non-overlapping, the first from 1, K >= 0."""
+    what = "must be a list of [first_batch_size, last_batch_size, num_tokens] ranges"
+    if not isinstance(value, list | tuple) or not value:
+        raise _bad(key, what, value)
+    ranges = []
+    for entry in value:
+        if (
+            not isinstance(entry, list | tuple)
+            or len(entry) != 3
+            or any(isinstance(x, bool) or not isinstance(x, int) for x in entry)
+        ):
+            raise _bad(key, what, value)
+        first, last, tokens = entry
+        if not 1 <= first <= last or tokens < 0:
+            raise _bad(key, f"{what}, with 1 <= first <= last and num_tokens >= 0", value)
+        ranges.append((first, last, tokens))
+    ranges.sort()
+    if ranges[0][0] != 1:
+        raise _bad(key, f"{what}; the first range must start at batch size 1", value)
+    for (_, last, _), (first, _, _) in itertools.pairwise(ranges):
+        if first <= last:
+            raise _bad(key, f"{what}; the ranges overlap", value)
+    return tuple(ranges)
+
+
 def _bad(key: str, what: str, value: Any) -> ArcticConfigError:
     return ArcticConfigError(f"speculative_config[{key!r}] {what}, got {value!r}")
 
@@ -98,4 +128,6 @@ def render_default(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, tuple):
+        return str([list(r) for r in value])
     return str(value)

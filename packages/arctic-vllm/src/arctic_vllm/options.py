@@ -101,7 +101,8 @@ class ArcticOptions:
     suffix_max_depth: int = _o(24, "int", ("suffix_decoding_max_tree_depth", "suffix_cache_max_depth"),
                                "suffix tree depth", low=1)  # fmt: skip
     suffix_max_cached_requests: int | None = _o(
-        10000, "int", ("suffix_decoding_max_cached_requests", "suffix_max_cached_requests"),
+        10000, "int", ("suffix_decoding_max_cached_requests", "suffix_cache_max_requests",
+                             "suffix_max_cached_requests"),
         "global cache: request budget (0: off)", low=0, nullable=True)  # fmt: skip
     suffix_max_cached_tokens: int | None = _o(
         None, "int", "suffix_decoding_max_cached_tokens",
@@ -146,8 +147,20 @@ class ArcticOptions:
     # Throttling (arctic-runtime SpeculationPolicy).
     soft_batch_cap: int | None = _o(None, "int", "soft_batch_cap", "above: draft length tapers",
                                     low=1, nullable=True)  # fmt: skip
-    hard_batch_cap: int | None = _o(None, "int", "hard_batch_cap", "at and above: no speculation",
-                                    low=1, nullable=True)  # fmt: skip
+    hard_batch_cap: int | None = _o(None, "int", ("hard_batch_cap", "hard_disable_by_batch_size"),
+                                    "at and above: no speculation", low=1, nullable=True)  # fmt: skip
+    # Arctic Inference's soft cap, with its meaning (effective_draft_limit).
+    draft_request_limit: int | None = _o(None, "int", "disable_by_batch_size",
+                                         "above: only this many requests draft", low=1,
+                                         nullable=True)  # fmt: skip
+    # vLLM 0.33's dynamic speculative decoding table, with vLLM's meaning.
+    tokens_by_batch_size: tuple[tuple[int, int, int], ...] | None = _o(
+        None, "schedule", "num_speculative_tokens_per_batch_size",
+        "[[first, last, K], ...]: K per batch-size range", nullable=True)  # fmt: skip
+    # Arctic Inference's K for suffix drafts beside a drafter (0: the default, 16).
+    suffix_speculative_tokens: int = _o(0, "int", "suffix_speculative_tokens",
+                                        "hybrid: most suffix draft tokens (0: 16)", low=0,
+                                        high=MAX_SPECULATIVE_TOKENS)  # fmt: skip
     backoff_threshold: float = _o(0.1, "float", "backoff_threshold",
                                   "a request accepting less backs off on its own", low=0.0, high=1.0)  # fmt: skip
     # None measures it online; the drafter runs only when its extra tokens pay for it.
@@ -232,7 +245,7 @@ def parse_options(config: dict[str, Any]) -> tuple[ArcticOptions, dict[str, Any]
     if k is None:
         # Suffix drafts are cheap to propose and their length adapts; the drafter's heads
         # bound K for method 'arctic' unless suffix decoding may draft further.
-        k = 16 if method == "suffix" else None
+        k = (fields.get("suffix_speculative_tokens") or 16) if method == "suffix" else None
     if k is not None:
         K_SPEC.check("num_speculative_tokens", k)
     return ArcticOptions(method, k, **fields), passthrough
@@ -269,5 +282,6 @@ def resolve_options(options: ArcticOptions, target_hf_config: Any) -> ArcticOpti
     k = options.num_speculative_tokens
     if k is None:
         # Fewer heads than trained may be asked for (the drafter drafts min(K, n_predict)).
-        k = max(config.n_predict, 16) if options.enable_suffix_decoding else config.n_predict
+        suffix_k = options.suffix_speculative_tokens or 16
+        k = max(config.n_predict, suffix_k) if options.enable_suffix_decoding else config.n_predict
     return dataclasses.replace(options, num_speculative_tokens=k)

@@ -93,6 +93,8 @@ class ArcticProposer:
             self.num_speculative_tokens,
             soft_batch_cap=options.soft_batch_cap,
             hard_batch_cap=options.hard_batch_cap,
+            draft_request_limit=options.draft_request_limit,
+            tokens_by_batch_size=options.tokens_by_batch_size,
             backoff_threshold=options.backoff_threshold,
         )
         self.metrics = ArcticMetrics()
