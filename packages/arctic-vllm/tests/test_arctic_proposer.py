@@ -162,6 +162,13 @@ def test_cpu_drafters_get_int8_weights_and_a_compiled_loop_by_default(
     line = next(r.getMessage() for r in arctic_log.records if "arctic: drafter" in r.getMessage())
     assert ("int8 weights (3 layers" in line) == (int8 is None), line
     assert f"draft loop {proposer.draft_mode}" in line
+    # The compile is announced (with how to skip it) and timed; an eager build says nothing.
+    messages = [r.getMessage() for r in arctic_log.records]
+    announced = [m for m in messages if "compiling (torch.compile) the draft loop" in m]
+    timed = [m for m in messages if m.startswith("arctic: draft loop ready in ")]
+    assert (len(announced), len(timed)) == ((1, 1) if compile else (0, 0))
+    if compile:
+        assert "'drafter_compile': false" in announced[0] and "(compiled)" in timed[0]
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(8, spec.config.hidden_size, generator=g)
     reqs = [ProposeRequest(f"r{i}", 3, i + 5, hidden[i]) for i in range(8)]
