@@ -29,10 +29,29 @@ class HiddenStates:
     lm_head: torch.Tensor  # (V, H): the target's output projection, for the KL term
 
 
-def final_norm_states(model: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """(B, T) tokens -> (B, T, H) final-norm states of a transformers causal LM."""
-    out = model.base_model(input_ids=tokens, attention_mask=torch.ones_like(tokens))
+def final_norm_states(
+    model: Any, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B, T) tokens -> (B, T, H) final-norm states of a transformers causal LM. Padding is
+    on the right (``attention_mask`` 0 there): a causal model's states before it are exact."""
+    mask = torch.ones_like(tokens) if attention_mask is None else attention_mask
+    out = model.base_model(input_ids=tokens, attention_mask=mask)
     return out.last_hidden_state  # type: ignore[no-any-return]
+
+
+class TargetStates:
+    """The frozen target inside the training loop: a batch's final-norm states, computed
+    without gradient when asked for, so memory is set by the batch, not by the dataset."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.hidden_size = int(model.config.hidden_size)
+        self.vocab_size = int(model.config.vocab_size)
+        self.lm_head = model.get_output_embeddings().weight.detach()  # (V, H), for the KL term
+
+    @torch.no_grad()
+    def __call__(self, tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return final_norm_states(self.model, tokens, attention_mask)
 
 
 @torch.no_grad()

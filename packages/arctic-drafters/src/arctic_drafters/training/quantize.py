@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from ..speculator import Speculator
-from .datagen import TokenShards
 from .hidden import HiddenStates
+from .shards import TokenShards
 
 CALIBRATION_CHUNK = 4096  # draft points per calibration call: bounds the (chunk, V) logits
 

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from ..checkpoint import load_drafter, save_drafter
 from ..exceptions import DatasetError, IncompatibleTargetError, TrainingStateError
 from ..speculator import Speculator
-from .datagen import TokenShards
 from .hidden import HiddenStates
+from .shards import TokenShards
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "train_state.pt"
