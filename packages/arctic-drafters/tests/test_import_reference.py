@@ -15,15 +15,32 @@ CASES = [
     ("vllm-untied-scaled", vllm_config(False, True), ibm_mlp(False, seed=1)),
     ("vllm-tied-repeated", vllm_config(True, True), ibm_mlp(True, seed=2)),
     ("vllm-tied-once", vllm_config(True, False), ibm_mlp(True, repeat_tied=False, seed=3)),
+    # ArcticLSTMSpeculator runs sum_rnn (Arctic Inference registers the LSTM class for it).
     (
         "arctic-sum-rnn",
-        arctic_config("ArcticMLPSpeculatorPreTrainedModel", "sum_rnn", tie=False),
+        arctic_config("ArcticLSTMSpeculatorPreTrainedModel", "sum_rnn", tie=False),
         ibm_mlp(False, seq_wrap=True, seed=4),
     ),
     (
         "arctic-sum-rnn-tied",
-        arctic_config("ArcticMLPSpeculatorPreTrainedModel", "sum_rnn", tie=True),
+        arctic_config("ArcticLSTMSpeculatorPreTrainedModel", "sum_rnn", tie=True),
         ibm_mlp(True, seq_wrap=True, repeat_tied=False, seed=5),
+    ),
+    (
+        "mlp-variant-sum-rnn",
+        arctic_config("MLPVariantSpeculatorPreTrainedModel", "sum_rnn", tie=True),
+        ibm_mlp(True, seq_wrap=True, seed=12),
+    ),
+    # ArcticMLPSpeculator: IBM's fields and keys (emb_dim is the target's width).
+    (
+        "arctic-mlp",
+        vllm_config(False, True) | {"architectures": ["ArcticMLPSpeculatorPreTrainedModel"]},
+        ibm_mlp(False, seed=13),
+    ),
+    (
+        "arctic-mlp-tied",
+        vllm_config(True, True) | {"architectures": ["ArcticMLPSpeculatorPreTrainedModel"]},
+        ibm_mlp(True, repeat_tied=False, seed=14),
     ),
     (
         "arctic-sum-lstm",

@@ -8,9 +8,12 @@ from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig
 from .exceptions import (
     CheckpointError,
     DatasetError,
+    ExportError,
     IncompatibleTargetError,
     TrainingStateError,
 )
+from .export import EXPORT_FORMATS, export_drafter
+from .hub import resolve_checkpoint
 from .layers import tied_index
 from .lstm import LSTMSpeculator
 from .mlp import MLPSpeculator
@@ -20,8 +23,10 @@ from .strict_load import build_speculator
 __version__ = "0.1.0"
 
 __all__ = [
+    "EXPORT_FORMATS",
     "CheckpointError",
     "DatasetError",
+    "ExportError",
     "IncompatibleTargetError",
     "LSTMSpeculator",
     "LSTMSpeculatorConfig",
@@ -33,8 +38,10 @@ __all__ = [
     "__version__",
     "build_speculator",
     "check_compatible",
+    "export_drafter",
     "load_drafter",
     "load_drafter_config",
+    "resolve_checkpoint",
     "save_drafter",
     "tied_index",
 ]

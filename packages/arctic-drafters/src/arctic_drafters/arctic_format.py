@@ -1,9 +1,12 @@
 """Import of the anchor's checkpoints: Arctic Inference (ArcticTraining output) and vLLM's
-``mlp_speculator`` (IBM's format, arXiv 2404.19124).
+``mlp_speculator`` (IBM's format, arXiv 2404.19124): their ``config.json`` mapped onto ours.
 
-Both store ``config.json`` plus ``pytorch_model.bin`` (or ``model.safetensors``). Keys may carry
-a ``speculator.`` prefix; Arctic's ``sum_rnn`` wraps each module in a one-element Sequential
-(``emb.0.0.weight``); tied checkpoints may repeat a shared tensor under every head's index.
+Both store ``config.json`` plus ``pytorch_model.bin`` (or ``model.safetensors``); the tensor
+layouts are in ``arctic_layout``. The architecture picks the reader as Arctic Inference's
+model registry does: ``ArcticLSTMSpeculatorPreTrainedModel`` and
+``MLPVariantSpeculatorPreTrainedModel`` are ``ArcticLSTMSpeculator`` (``input_hidden_dim``
+the target's width, ``method`` sum_lstm / sum_rnn), ``ArcticMLPSpeculatorPreTrainedModel``
+and vLLM's ``MLPSpeculatorPreTrainedModel`` the IBM MLP (``emb_dim`` the target's width).
 """
 
 from __future__ import annotations
@@ -14,26 +17,29 @@ from typing import Any
 
 import torch
 
+from .arctic_layout import anchor_to_native
 from .checkpoint_files import CONFIG_FILE, load_safetensors, load_torch_bin
 from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig
 from .exceptions import CheckpointError
-from .layers import tied_index, tied_proj_index
 from .strict_load import (
-    HEAD_KEY,
     build_on_meta,
     check_head_count,
     check_weight_values,
     load_state_dict_strict,
 )
 
+ARCTIC_LSTM_ARCHITECTURE = "ArcticLSTMSpeculatorPreTrainedModel"
+ARCTIC_MLP_ARCHITECTURE = "ArcticMLPSpeculatorPreTrainedModel"
+VLLM_MLP_ARCHITECTURE = "MLPSpeculatorPreTrainedModel"
+# Arctic Inference registers this name for ArcticLSTMSpeculator too ("used in corvo").
+MLP_VARIANT_ARCHITECTURE = "MLPVariantSpeculatorPreTrainedModel"
 ARCTIC_ARCHITECTURES = (
-    "ArcticLSTMSpeculatorPreTrainedModel",
-    "ArcticMLPSpeculatorPreTrainedModel",
-    "MLPSpeculatorPreTrainedModel",
+    ARCTIC_LSTM_ARCHITECTURE,
+    ARCTIC_MLP_ARCHITECTURE,
+    VLLM_MLP_ARCHITECTURE,
+    MLP_VARIANT_ARCHITECTURE,
 )
-_MLP_KEY = re.compile(r"^(emb|proj|ln)\.(\d+)(?:\.0)?\.(weight|bias)$")
-_LSTM_KEY = re.compile(r"^(projs|cell_ln|state_ln)\.(\d+)\.(weight|bias)$")
-_LSTM_EMBS = ("forget_emb", "input_emb", "output_emb", "cell_emb")  # gate order of the sum
+_ARCTIC_LAYOUT = (ARCTIC_LSTM_ARCHITECTURE, MLP_VARIANT_ARCHITECTURE)
 _DOTTED_INTS = re.compile(r"[0-9]+(?:\.[0-9]+)*")  # ASCII digits only: int() takes "1_0", "٣"
 
 
@@ -63,13 +69,36 @@ def _check_architectures(data: dict[str, Any]) -> None:
             f"architecture {', '.join(map(repr, unknown))} is not supported; supported "
             f"speculator architectures: {supported}"
         )
+    if len(_architectures(data)) > 1:
+        raise CheckpointError(
+            f"architectures={archs!r} names more than one model; a speculator config names "
+            "exactly one (Arctic Inference refuses others)"
+        )
+
+
+def _reads_arctic_layout(data: dict[str, Any]) -> bool:
+    """ArcticLSTMSpeculator's fields and keys (else the IBM MLP's). A config that names vLLM's
+    MLPSpeculatorPreTrainedModel (or nothing) but carries ``input_hidden_dim`` is what
+    ArcticTraining's MLP-variant writer produces: Arctic's fields under vLLM's name."""
+    archs = _architectures(data)
+    if any(a in _ARCTIC_LAYOUT for a in archs):
+        return True
+    if ARCTIC_MLP_ARCHITECTURE in archs:
+        return False
+    return "input_hidden_dim" in data
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _dims(name: str, value: Any) -> list[int]:
-    """Arctic writes stacked widths as dotted strings ("4096.4096"); ints are one layer.
-    Floats and bools are refused: 4096.7 or true is a broken config, not a width."""
+    """Arctic writes stacked widths as dotted strings ("4096.4096") or lists; an int is one
+    layer. Floats and bools are refused: 4096.7 or true is a broken config, not a width."""
     if isinstance(value, int) and not isinstance(value, bool):
         parts = [value]
+    elif isinstance(value, list) and value and all(_is_int(v) for v in value):
+        parts = list(value)  # Arctic Inference's _parse_dim takes a list too
     elif isinstance(value, str) and _DOTTED_INTS.fullmatch(value):
         try:
             parts = [int(v) for v in value.split(".")]
@@ -82,10 +111,11 @@ def _dims(name: str, value: Any) -> list[int]:
     return parts
 
 
-def _int(data: dict[str, Any], name: str) -> int:
-    parts = _dims(name, data[name])
+def _int(data: dict[str, Any], name: str, default: int | None = None) -> int:
+    value = data[name] if default is None else data.get(name, default)
+    parts = _dims(name, value)
     if len(parts) != 1:
-        raise CheckpointError(f"config field {name}={data[name]!r} must be one int")
+        raise CheckpointError(f"config field {name}={value!r} must be one int")
     return parts[0]
 
 
@@ -102,22 +132,41 @@ def _require(data: dict[str, Any], *names: str) -> None:
         raise CheckpointError(f"Arctic/vLLM speculator config.json lacks fields {missing}")
 
 
+def _names(data: dict[str, Any], name: str) -> tuple[str, ...]:
+    """A list of names (Arctic's ``base_model_archs``); one string is one name."""
+    value = data.get(name)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise CheckpointError(f"config field {name}={value!r} must be a list of names")
+    return tuple(value)
+
+
 def arctic_config(data: dict[str, Any]) -> SpeculatorConfig:
     """Map an anchor config.json onto our config (CheckpointError for anything we cannot run:
-    an unknown architecture, a field of the wrong type, sizes past the config's limits)."""
+    an unknown architecture, a field of the wrong type, sizes past the config's limits).
+
+    Defaults are vLLM's MLPSpeculatorConfig's where Arctic Inference reads them from it
+    (``inner_dim`` 0: ``emb_dim``; ``tie_weights`` / ``scale_input`` false; ``method``
+    sum_rnn); ``proj_dim`` defaults to ``emb_dim`` and ``tie_lstm_embs`` to true, the only
+    value Arctic runs (it requires both fields)."""
     _check_architectures(data)
-    _require(data, "vocab_size", "emb_dim", "n_predict")
+    arctic = _reads_arctic_layout(data)
+    _require(data, "vocab_size", "emb_dim", "n_predict", *(["input_hidden_dim"] if arctic else []))
     common: dict[str, Any] = {
         "vocab_size": _int(data, "vocab_size"),
         "n_predict": _int(data, "n_predict"),
         "tie_weights": _bool(data, "tie_weights", False),
         "scale_input": _bool(data, "scale_input", False),
+        "base_model_archs": _names(data, "base_model_archs"),
     }
     try:
-        if "input_hidden_dim" not in data:  # IBM / vLLM MLPSpeculator
-            width = _dims("emb_dim", data["emb_dim"])[0]
-            inner_width = _dims("inner_dim", data.get("inner_dim", 0))[0] or width
-            return MLPSpeculatorConfig(hidden_size=width, inner_dim=inner_width, **common)
+        if not arctic:  # IBM / vLLM MLPSpeculator, ArcticMLPSpeculator: emb_dim reads the target
+            width = _int(data, "emb_dim")
+            inner_width = _int(data, "inner_dim", default=0)
+            return MLPSpeculatorConfig(hidden_size=width, inner_dim=inner_width or width, **common)
         method = data.get("method", "sum_rnn")
         emb = _dims("emb_dim", data["emb_dim"])
         inner = _dims("inner_dim", data.get("inner_dim", data["emb_dim"]))
@@ -125,6 +174,8 @@ def arctic_config(data: dict[str, Any]) -> SpeculatorConfig:
         widths = {emb[0], inner[0], inner[-1], proj[0]}
         stacked = len(emb) > 1 or len(inner) > 1 or len(proj) > 1
         if len(widths) != 1 or (stacked and method != "sum_lstm"):
+            # sum_lstm reads only the first width of each; sum_rnn would stack extra
+            # LN / GELU / Linear layers per width, which no published drafter has.
             raise CheckpointError(
                 f"emb_dim={data['emb_dim']!r}, inner_dim={data.get('inner_dim')!r}, "
                 f"proj_dim={data.get('proj_dim')!r}: only one common width is supported "
@@ -156,52 +207,6 @@ def _load_weights(root: Path) -> tuple[dict[str, torch.Tensor], str]:
     return {k.removeprefix("speculator."): v for k, v in state.items()}, source
 
 
-def _canonical_index(module: str, index: int, config: SpeculatorConfig) -> int:
-    if module in ("proj", "projs"):
-        return tied_proj_index(index, config.tie_weights)
-    return tied_index(index, config.tie_weights)
-
-
-def _rename(state: dict[str, torch.Tensor], config: SpeculatorConfig) -> dict[str, torch.Tensor]:
-    """Anchor keys -> native keys. A tied tensor repeated under several heads must be identical
-    to the copy we keep; unknown keys are kept as-is so the strict load names them."""
-    out: dict[str, torch.Tensor] = {}
-    is_lstm = isinstance(config, LSTMSpeculatorConfig) and config.method == "sum_lstm"
-    lstm_embs: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        match = (_LSTM_KEY if is_lstm else _MLP_KEY).match(key) or HEAD_KEY.match(key)
-        lstm_emb = re.match(r"^(\w+_emb)\.0\.weight$", key) if is_lstm else None
-        if lstm_emb and lstm_emb.group(1) in _LSTM_EMBS:
-            lstm_embs[lstm_emb.group(1)] = value
-            continue
-        if match is None:
-            out[key] = value
-            continue
-        if key.startswith("head."):
-            module, index, param = "head", int(match.group(1)), "weight"
-        else:
-            module, index, param = match.group(1), int(match.group(2)), match.group(3)
-        native_module = {"projs": "proj"}.get(module, module)
-        native = f"{native_module}.{_canonical_index(module, index, config)}.{param}"
-        if native in out and not torch.equal(out[native], value):
-            raise CheckpointError(
-                f"{key} differs from the tensor it is tied to ({native}) under tie_weights=true"
-            )
-        out[native] = value
-    if is_lstm:
-        assert isinstance(config, LSTMSpeculatorConfig)
-        names = _LSTM_EMBS[:1] if config.tie_lstm_embs else _LSTM_EMBS
-        absent = [f"{n}.0.weight" for n in names if n not in lstm_embs]
-        extra = [f"{n}.0.weight" for n in lstm_embs if n not in names]
-        if absent or extra:
-            raise CheckpointError(
-                f"LSTM embeddings do not fit tie_lstm_embs={config.tie_lstm_embs}: "
-                f"missing {absent}, unexpected {extra}"
-            )
-        out["emb.0.weight"] = torch.cat([lstm_embs[n] for n in names], dim=-1)
-    return out
-
-
 def import_arctic_checkpoint(root: Path, data: dict[str, Any]) -> Any:
     """Build our speculator from an anchor checkpoint directory (config already parsed).
 
@@ -212,8 +217,12 @@ def import_arctic_checkpoint(root: Path, data: dict[str, Any]) -> Any:
     except CheckpointError as exc:
         raise CheckpointError(f"{root / CONFIG_FILE}: {exc}") from exc
     state, source = _load_weights(root)
-    check_weight_values(state, source)  # before _rename: NaN never equals its tied copy
+    check_weight_values(state, source)  # before renaming: NaN never equals its tied copy
     check_head_count(state, config, source)
     model = build_on_meta(config)
-    load_state_dict_strict(model, _rename(state, config), source, check_values=False)
+    try:
+        native = anchor_to_native(state, config)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{source}: {exc}") from exc
+    load_state_dict_strict(model, native, source, check_values=False)
     return model

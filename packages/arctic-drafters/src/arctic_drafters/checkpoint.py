@@ -19,6 +19,7 @@ from .arctic_format import (
 from .checkpoint_files import CONFIG_FILE, load_safetensors, read_config_json, safetensors_header
 from .config import SpeculatorConfig, config_from_dict
 from .exceptions import CheckpointError, IncompatibleTargetError
+from .hub import resolve_checkpoint
 from .speculator import Speculator
 from .strict_load import build_on_meta, check_head_count, check_state_fits, load_state_dict_strict
 from .strict_load import build_speculator as build_speculator  # re-exported: cli.py imports it
@@ -26,6 +27,7 @@ from .strict_load import build_speculator as build_speculator  # re-exported: cl
 FORMAT_NAME = "arctic-drafters"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
+SKIP_ARCHITECTURE_CHECK = "ARCTIC_INFERENCE_SKIP_SPEC_MODEL_CHECK"
 
 
 def save_drafter(
@@ -87,10 +89,13 @@ def _unsupported(root: Path, data: dict[str, Any]) -> CheckpointError:
     )
 
 
-def load_drafter_config(path: str | os.PathLike[str]) -> SpeculatorConfig:
+def load_drafter_config(
+    path: str | os.PathLike[str], revision: str | None = None
+) -> SpeculatorConfig:
     """The drafter's config from its ``config.json`` alone (native or Arctic / vLLM format):
-    what a front end checks against the target without reading any weights."""
-    root = Path(path)
+    what a front end checks against the target without reading any weights. ``path``: a
+    checkpoint directory or a Hugging Face Hub id (``resolve_checkpoint``)."""
+    root = resolve_checkpoint(path, revision)
     data = read_config_json(root)
     if data.get("format") == FORMAT_NAME:
         return _native_config(root, data)
@@ -125,15 +130,17 @@ def load_drafter(
     path: str | os.PathLike[str],
     dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
+    revision: str | None = None,
 ) -> Speculator:
     """Load a native checkpoint, or import an Arctic Inference / vLLM ``mlp_speculator`` one
-    (chosen by config.json). The model is returned in eval mode.
+    (chosen by config.json). The model is returned in eval mode. ``path``: a checkpoint
+    directory or a Hugging Face Hub id, at ``revision`` (``resolve_checkpoint``).
 
     Every problem is a CheckpointError naming the file: an unreadable or corrupt file, a
     config field of the wrong type or past the limits in ``arctic_drafters.config``, tensors
     that do not fit the config (checked on the meta device, before the model is allocated),
     non-floating or non-finite weights."""
-    root = Path(path)
+    root = resolve_checkpoint(path, revision)
     data = read_config_json(root)
     if data.get("format") == FORMAT_NAME:
         model = _load_native(root, data)
@@ -152,9 +159,19 @@ def _field(config: Any, name: str) -> Any:
     return getattr(config, name, None)
 
 
+def _skip_architecture_check() -> bool:
+    # Arctic Inference's switch, honoured so a deployment that sets it behaves the same here.
+    return os.environ.get(SKIP_ARCHITECTURE_CHECK, "0") == "1"
+
+
 def check_compatible(drafter: Speculator | SpeculatorConfig, target_config: Any) -> None:
     """Raise IncompatibleTargetError unless the drafter fits the target (an HF config object
-    or a dict with ``vocab_size`` and ``hidden_size``)."""
+    or a dict with ``vocab_size``, ``hidden_size`` and, optionally, ``architectures``).
+
+    A drafter that records ``base_model_archs`` (Arctic's config field) must list the target's
+    architecture (its first, as Arctic Inference compares), unless
+    ``ARCTIC_INFERENCE_SKIP_SPEC_MODEL_CHECK=1``; one without the field, or a target config
+    without ``architectures``, is checked by sizes alone."""
     config = drafter.config if isinstance(drafter, Speculator) else drafter
     vocab = _field(target_config, "vocab_size")
     hidden = _field(target_config, "hidden_size")
@@ -162,6 +179,19 @@ def check_compatible(drafter: Speculator | SpeculatorConfig, target_config: Any)
         raise IncompatibleTargetError(
             "target config lacks vocab_size or hidden_size; pass the target's model config"
         )
+    target_archs = _field(target_config, "architectures") or ()
+    if isinstance(target_archs, str):
+        target_archs = (target_archs,)
+    if config.base_model_archs and target_archs and not _skip_architecture_check():
+        target_arch = target_archs[0]
+        if target_arch not in config.base_model_archs:
+            raise IncompatibleTargetError(
+                f"drafter was trained for base model architectures "
+                f"{list(config.base_model_archs)} (base_model_archs), but the target is a "
+                f"{target_arch}: use a drafter trained for {target_arch}, or set "
+                f"{SKIP_ARCHITECTURE_CHECK}=1 if {target_arch} shares the trained model's "
+                "hidden states (e.g. a renamed architecture)"
+            )
     if vocab != config.vocab_size:
         raise IncompatibleTargetError(
             f"drafter vocab_size {config.vocab_size} != target vocab_size {vocab}: the drafter "

@@ -8,7 +8,7 @@ reader can map them onto an imported ``config.json``; ``hidden_size`` is the anc
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from .layers import unique_count
@@ -67,6 +67,9 @@ class _SpeculatorConfigBase:
     tie_weights: bool = True  # share embedding, norm and head across heads (smaller file)
     scale_input: bool = True  # RMS-normalise the target state first; its scale varies by model
     norm_eps: float = 1e-6  # the anchor's MLPSpeculatorLayerNorm epsilon
+    # The target architectures it was trained for (Arctic's config.json field, e.g.
+    # ("LlamaForCausalLM",)); check_compatible refuses others. Empty: unknown, not checked.
+    base_model_archs: tuple[str, ...] = field(default=(), kw_only=True)
 
     def _validate_common(self) -> None:
         for name, limit in SIZE_LIMITS.items():
@@ -75,6 +78,11 @@ class _SpeculatorConfigBase:
             _flag(name, getattr(self, name))
         if not isinstance(self.norm_eps, float) or not 0.0 < self.norm_eps < 1.0:
             raise ValueError(f"norm_eps must be a float in (0, 1), got {self.norm_eps!r}")
+        archs = self.base_model_archs
+        if not isinstance(archs, tuple) or not all(isinstance(a, str) and a for a in archs):
+            raise ValueError(
+                f"base_model_archs must be a tuple of architecture names, got {archs!r}"
+            )
 
     def _validate_parameter_count(self) -> None:
         count = self.parameter_count()
@@ -107,7 +115,7 @@ class _SpeculatorConfigBase:
         return emb_weight / state_weight
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
+        return {"kind": self.kind, **asdict(self), "base_model_archs": list(self.base_model_archs)}
 
 
 @dataclass(frozen=True)
@@ -165,4 +173,6 @@ def config_from_dict(data: dict[str, Any]) -> SpeculatorConfig:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"unknown {kind} config fields: {unknown}")
+    if isinstance(data.get("base_model_archs"), list):  # JSON has no tuples
+        data["base_model_archs"] = tuple(data["base_model_archs"])
     return cls(**data)  # type: ignore[no-any-return]

@@ -17,3 +17,7 @@ class DatasetError(ValueError):
 
 class TrainingStateError(RuntimeError):
     """A resume checkpoint does not belong to the run being resumed."""
+
+
+class ExportError(ValueError):
+    """A drafter cannot be written in the requested format: its reader could not run it."""
