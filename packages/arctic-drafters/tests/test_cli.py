@@ -53,6 +53,8 @@ def test_generate_train_evaluate(tmp_path, target_dir, capsys):
                 "10",
                 "--max-prompts",
                 "6",
+                "--engine",
+                "transformers",
             ]
         )
         == 0
@@ -75,6 +77,8 @@ def test_generate_train_evaluate(tmp_path, target_dir, capsys):
                 "--max-prompts",
                 "4",
                 "--greedy",
+                "--engine",
+                "transformers",
             ]
         )
         == 0

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from .checkpoint import build_speculator, check_compatible, load_drafter, save_drafter
-from .cli_parser import PROG, build_parser
+from .cli_parser import PROG, build_parser, check_combinations, expand_config
 from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig
 from .exceptions import TrainingStateError
 
@@ -63,6 +63,11 @@ def _debug_requested(args: argparse.Namespace) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        argv = expand_config(parser, argv)  # --config FILE: its flags, then the command line's
+    except USER_ERRORS as exc:
+        parser.error(" ".join(str(exc).split()))
     args = parser.parse_args(argv)  # a bad flag exits here with status 2
     try:
         return run(parser, args)
@@ -79,13 +84,12 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     drafter) rules out is reported through ``parser.error``, before the target is loaded."""
     if args.command == "train" and not args.no_tie_weights and args.n_predict < 2:
         parser.error(f"--n-predict must be >= 2 unless --no-tie-weights, got {args.n_predict}")
+    check_combinations(parser, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     from .training import (
         TrainConfig,
         evaluate_acceptance,
-        generate_shards,
-        load_prompts,
         load_target,
         load_target_config,
         quantize_for_serving,
@@ -94,19 +98,9 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     )
 
     if args.command == "generate":
-        model, tokenizer = load_target(args.target)
-        prompts = load_prompts(args.prompts, tokenizer, args.prompt_len, args.max_prompts)
-        generate_shards(
-            model,
-            prompts,
-            args.out,
-            args.gen_len,
-            batch_size=args.batch_size,
-            temperature=0.0 if args.greedy else args.temperature,
-            top_k=args.top_k,
-            seed=args.seed,
-        )
-        return 0
+        from .training.commands import run_generate
+
+        return run_generate(args)
     # The cheap checks first: a broken drafter, one made for another target (read from the
     # target's config.json alone) or unusable data fail before the target's weights load.
     target_config = load_target_config(args.target)
@@ -121,6 +115,10 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         drafter = build_speculator(drafter_config(args, target_config))
     check_compatible(drafter, target_config)
+    if args.command in ("train", "evaluate") and not args.cache:
+        from .training.commands import run_online  # the target in the loop, torchrun-ready
+
+        return run_online(args, drafter)
     data = read_shards(args.data)
     model, _ = load_target(args.target)
     if args.command == "quantize":
