@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import types
 
 import pytest
 
@@ -124,9 +125,10 @@ def test_a_broken_contract_skips_that_patch_and_refuses_only_arctic_methods(
     from arctic_vllm.patches import speculative_config
 
     speculative_config.apply()
-    args = EngineArgs(model="m", speculative_config={"method": "suffix"})
+    args = types.SimpleNamespace(speculative_config={"method": "suffix"})  # no model lookup
+    target = types.SimpleNamespace(hf_config=target_config)
     with pytest.raises(UnsupportedVllmError, match="propose_draft_token_ids"):
-        args.create_speculative_config(type("M", (), {"hf_config": target_config})(), None)
+        EngineArgs.create_speculative_config(args, target, None)
 
 
 @pytest.mark.usefixtures("fresh_process_state")
