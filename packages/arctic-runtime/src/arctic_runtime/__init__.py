@@ -8,9 +8,12 @@ engine and its verifiers live in `arctic_runtime.reference` and are re-exported 
 from __future__ import annotations
 
 from .acceptance import AcceptanceTracker, DraftCounts
+from .acceptance_curves import AcceptanceCurves, CurveKey, curve_key, suffix_bucket
 from .distribution_check import HomogeneityResult, chi_square_homogeneity, chi_square_survival
 from .draft import DRAFTER, SUFFIX, Draft
+from .draft_allocation import Allocation, best_lengths, expected_throughput
 from .draft_loop import DraftLoop, default_batch_sizes
+from .draft_planner import DraftPlanner, PlannerCounters, PlanRequest
 from .drafter_builder import WEIGHT_FORMATS, DrafterBuild, build_drafter
 from .drafter_proposer import DrafterProposer
 from .exceptions import DraftShapeError, TargetShapeError, TensorDtypeError, VerifyInputError
@@ -30,6 +33,7 @@ from .reference import (
     verify_sampling,
     verify_sampling_draft,
 )
+from .step_cost import LinearCostFit, StepTimer
 from .suffix_proposer import SuffixProposer
 from .tp_draft import VocabParallelDraftRunner, shard_sizes
 
@@ -39,10 +43,14 @@ __all__ = [
     "DRAFTER",
     "SUFFIX",
     "WEIGHT_FORMATS",
+    "AcceptanceCurves",
     "AcceptanceTracker",
+    "Allocation",
+    "CurveKey",
     "Draft",
     "DraftCounts",
     "DraftLoop",
+    "DraftPlanner",
     "DraftShapeError",
     "DrafterBuild",
     "DrafterProposer",
@@ -50,11 +58,15 @@ __all__ = [
     "GenerationStats",
     "HomogeneityResult",
     "HybridProposer",
+    "LinearCostFit",
+    "PlanRequest",
+    "PlannerCounters",
     "ProposeRequest",
     "Proposer",
     "SourceStats",
     "SpeculationPolicy",
     "StepPolicy",
+    "StepTimer",
     "SuffixProposer",
     "TargetShapeError",
     "TensorDtypeError",
@@ -63,13 +75,17 @@ __all__ = [
     "VocabParallelDraftRunner",
     "__version__",
     "accept_tree",
+    "best_lengths",
     "build_drafter",
     "build_tree_inputs",
     "chi_square_homogeneity",
     "chi_square_survival",
+    "curve_key",
     "default_batch_sizes",
+    "expected_throughput",
     "generate",
     "shard_sizes",
+    "suffix_bucket",
     "verify_greedy",
     "verify_sampling",
     "verify_sampling_draft",

@@ -30,6 +30,10 @@ class Draft:
     # (n, V) draft distributions q(. | prefix) the tokens were sampled from, for lossless
     # rejection sampling; None for deterministic drafts (suffix, greedy drafter).
     probs: torch.Tensor | None = None
+    # Suffix drafts: the length of the context suffix the draft was matched on (0: unknown,
+    # or not a suffix draft). Acceptance rises with it: the cost-aware planner's curves are
+    # kept per match-length bucket (arctic_runtime.acceptance_curves).
+    match_len: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.token_ids)
@@ -68,6 +72,7 @@ class Draft:
             min(self.score, float(max_tokens)),
             parents,
             probs,
+            self.match_len,
         )
 
     @staticmethod

@@ -76,7 +76,9 @@ class SuffixProposer:
             return None
         parents = tuple(d.parents)
         is_path = all(p == i - 1 for i, p in enumerate(parents))
-        return Draft(tuple(d.token_ids), SUFFIX, d.score, None if is_path else parents)
+        return Draft(
+            tuple(d.token_ids), SUFFIX, d.score, None if is_path else parents, None, d.match_len
+        )
 
     def start_request(self, req_id: str, prompt_ids: Sequence[int], namespace: str = "") -> None:
         self.cache.start_request(req_id, list(prompt_ids), namespace=namespace)
