@@ -41,6 +41,7 @@ def is_hub_id(name: str) -> bool:
 def _import_hub(name: str) -> ModuleType:
     try:
         import huggingface_hub
+        import huggingface_hub.constants  # a submodule that the lazy package may not load
     except ImportError as exc:
         raise ImportError(
             f"drafter {name!r} is a Hugging Face Hub id, and fetching it needs huggingface_hub: "
@@ -123,13 +124,13 @@ def resolve_checkpoint(
 
 def _not_found(name: str, revision: str | None, cache: Path, offline: bool, exc: Exception) -> str:
     where = f"revision {revision or 'main'!r}, cache {str(cache)!r}"
+    download = f"hf download {name}" + (f" --revision {revision}" if revision else "")
     if offline:
         return (
             f"{name!r} is not a local directory, and the Hugging Face cache has no snapshot of "
             f"it ({where}); offline mode is on (HF_HUB_OFFLINE / local_files_only), so the Hub "
-            "was not asked: download it with network access (`hf download "
-            f"{name}`), point HF_HUB_CACHE at the cache that holds it, or pass its directory "
-            f"({_reason(exc)})"
+            f"was not asked: download it with network access (`{download}`), point "
+            f"HF_HUB_CACHE at the cache that holds it, or pass its directory ({_reason(exc)})"
         )
     return (
         f"{name!r} is not a local directory and could not be fetched from the Hugging Face Hub "
