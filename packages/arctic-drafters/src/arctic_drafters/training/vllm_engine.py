@@ -71,6 +71,23 @@ class VllmEngine:
         self.vocab_size = int(model_config.hf_text_config.vocab_size)
         self.max_positions = getattr(model_config.hf_text_config, "max_position_embeddings", None)
 
+    def close(self) -> None:
+        """Shut the engine down (its KV cache and, multiprocess, its engine core)."""
+        llm = self.__dict__.pop("llm", None)
+        shutdown = getattr(getattr(llm, "llm_engine", None), "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        del llm
+        import gc
+
+        gc.collect()
+
+    def __enter__(self) -> VllmEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def generate(
         self,
         prompts: Sequence[list[int]],
@@ -105,8 +122,8 @@ def _worker(
     generate_args: dict[str, Any],
 ) -> None:
     os.environ.update(env)  # before vLLM (and CUDA) start in this process
-    engine = VllmEngine(**engine_args)
-    generate_shards(engine, worker_index=worker_index, num_workers=num_workers, **generate_args)
+    with VllmEngine(**engine_args) as engine:
+        generate_shards(engine, worker_index=worker_index, num_workers=num_workers, **generate_args)
 
 
 def worker_environment(worker_index: int, tensor_parallel_size: int) -> dict[str, str]:
@@ -157,7 +174,8 @@ def generate_with_vllm(
     }
     args = {"prompts": prompts, "out_dir": out_dir, "gen_len": gen_len, **generate_args}
     if data_parallel_size == 1:
-        generate_shards(VllmEngine(**engine_args), **args)
+        with VllmEngine(**engine_args) as engine:
+            generate_shards(engine, **args)
         return
     context = multiprocessing.get_context("spawn")
     workers = [
