@@ -255,8 +255,10 @@ def resolve_options(options: ArcticOptions, target_hf_config: Any) -> ArcticOpti
     """Check the drafter's config.json against the target; fill in the default K.
 
     Runs at start-up in the process that builds the engine config, so a missing path, a
-    broken config or a drafter made for another model fails before any worker starts. Only
-    config.json is read here; the worker loads (and checks) the weights.
+    broken config or a drafter made for another model fails before any worker starts. A
+    Hugging Face Hub id is resolved here (arctic_drafters.resolve_checkpoint: the cache, or a
+    download), and the workers get its local directory. Only config.json is read here; the
+    worker loads (and checks) the weights.
     """
     if options.method != "arctic":
         return options
@@ -265,20 +267,21 @@ def resolve_options(options: ArcticOptions, target_hf_config: Any) -> ArcticOpti
         IncompatibleTargetError,
         check_compatible,
         load_drafter_config,
+        resolve_checkpoint,
     )
 
     path = options.drafter_path
     assert path is not None
-    if not os.path.isdir(path):
-        raise ArcticConfigError(
-            f"speculative_config['model'] = {path!r} is not a directory (the drafter "
-            "checkpoint: config.json + model.safetensors)"
-        )
     try:
-        config = load_drafter_config(path)
+        # A Hub id (e.g. an Arctic Inference drafter) becomes its cached snapshot here, so the
+        # workers load a local directory and never touch the network themselves.
+        local = resolve_checkpoint(path)
+        config = load_drafter_config(local)
         check_compatible(config, target_hf_config)
     except (CheckpointError, IncompatibleTargetError) as exc:
         raise ArcticConfigError(f"drafter {path!r}: {exc}") from exc
+    if not os.path.isdir(path):
+        options = dataclasses.replace(options, drafter_path=str(local))
     k = options.num_speculative_tokens
     if k is None:
         # Fewer heads than trained may be asked for (the drafter drafts min(K, n_predict)).
