@@ -4,6 +4,7 @@ arctic-train generate --target DIR --prompts rows.jsonl --out DATA [--greedy]
 arctic-train train    --target DIR --data DATA --out RUN --kind lstm [--cache CACHE]
 arctic-train evaluate --target DIR --data HELDOUT --drafter RUN/final
 arctic-train quantize --target DIR --data DATA --drafter RUN/final [--cache CACHE]
+arctic-train export   --drafter RUN/final --out DIR --format arctic|mlp_speculator
 
 Flags are checked up front (``cli_parser``); an error the user can fix (a bad flag, a broken
 checkpoint, a dataset that does not fit) is one line on stderr and exit status 2. ``--debug``
@@ -25,6 +26,7 @@ from .checkpoint import build_speculator, check_compatible, load_drafter, save_d
 from .cli_parser import PROG, build_parser, check_combinations, expand_config
 from .config import LSTMSpeculatorConfig, MLPSpeculatorConfig, SpeculatorConfig
 from .exceptions import TrainingStateError
+from .export import export_drafter
 
 # What a user can fix from the message alone: ours (CheckpointError, DatasetError and
 # IncompatibleTargetError are ValueErrors, as are config validation's), files (OSError) and a
@@ -39,6 +41,8 @@ def drafter_config(args: argparse.Namespace, target_config: Any) -> SpeculatorCo
         "inner_dim": args.inner_dim,
         "n_predict": args.n_predict,
         "tie_weights": not args.no_tie_weights,
+        # Recorded so check_compatible (and Arctic Inference, after export) refuse other targets.
+        "base_model_archs": tuple(getattr(target_config, "architectures", None) or ()),
     }
     if args.kind == "mlp":
         return MLPSpeculatorConfig(**common)
@@ -55,6 +59,25 @@ def hidden_states_for(target_dir: str, data: Any, cache: str | None, target: Any
         if cache:
             save_hidden_cache(cache, states)
     return states
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """``arctic-train export``: the drafter's architectures from --base-model-arch, else its
+    own record, else --target's config.json (which it is also checked against)."""
+    drafter = load_drafter(args.drafter)
+    archs = args.base_model_archs
+    if args.target is not None:
+        from .training import load_target_config
+
+        target_config = load_target_config(args.target)
+        check_compatible(drafter, target_config)
+        if archs is None and not drafter.config.base_model_archs:
+            archs = list(getattr(target_config, "architectures", None) or []) or None
+    out = export_drafter(
+        drafter, args.out, args.format, base_model_archs=archs, dtype=getattr(torch, args.dtype)
+    )
+    print(json.dumps({"out": str(out), "format": args.format, "files": sorted(os.listdir(out))}))
+    return 0
 
 
 def _debug_requested(args: argparse.Namespace) -> bool:
@@ -87,6 +110,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     check_combinations(parser, args)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.command == "export":
+        return export_command(args)
     from .training import (
         TrainConfig,
         evaluate_acceptance,

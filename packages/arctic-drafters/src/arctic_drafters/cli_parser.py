@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .config import MAX_INNER_DIM, MAX_N_PREDICT
+from .export import EXPORT_FORMATS
 from .training.distributed import DEVICES, PRECISIONS
 
 PROG = "arctic-train"
@@ -423,7 +424,25 @@ def build_parser() -> ArcticTrainParser:
         "--out", type=file_to_write, default=None, help="default: <drafter>/fp8_layers.safetensors"
     )
     p.subcommands = {"generate": g, "train": t, "evaluate": e, "quantize": q}
-    for subparser in (g, t, e, q):
+    x = sub.add_parser(
+        "export",
+        help="write a drafter for Arctic Inference (--format arctic) or vLLM's MLPSpeculator "
+        "(--format mlp_speculator, MLP drafters only)",
+    )
+    x.add_argument("--drafter", required=True, type=existing_dir)
+    x.add_argument("--out", required=True, type=dir_to_write)
+    x.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    x.add_argument(
+        "--base-model-arch", action="append", dest="base_model_archs", default=None,
+        help="the target's architecture, e.g. LlamaForCausalLM (repeatable); default: the "
+        "drafter's recorded base_model_archs, else --target's architectures",
+    )  # fmt: skip
+    x.add_argument(
+        "--target", type=model_dir, default=None,
+        help="check the drafter against this target's config.json (and take its architectures)",
+    )  # fmt: skip
+    x.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16")
+    for subparser in (g, t, e, q, x):
         _add_common(subparser)
     return p
 
