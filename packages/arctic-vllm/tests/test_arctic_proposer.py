@@ -220,3 +220,74 @@ def test_request_flag_and_count_name_the_key_and_value():
     with pytest.raises(ValueError, match=r"extra_args\['max_speculative_tokens'\] = 1.5"):
         request_count("max_speculative_tokens", 1.5)
     assert request_flag("k", " Yes ") is True and request_count("k", " 7 ") == 7
+
+
+def _cost_aware_run(proposer, *, per_token: float, accept: bool, steps: int) -> list[int]:
+    """A self-repeating request served `steps` steps on a clock where a step costs 1 s plus
+    `per_token` s per scheduled token; its drafts all accepted, or all rejected. Returns
+    the draft length proposed at each step."""
+    from types import SimpleNamespace
+
+    from arctic_runtime import DraftPlanner, LinearCostFit
+
+    clock = SimpleNamespace(now=0.0)
+    proposer.planner = DraftPlanner(
+        proposer.num_speculative_tokens, sources=("suffix",), clock=lambda: clock.now,
+        step_cost=LinearCostFit(warmup_samples=2),
+    )  # fmt: skip
+    tokens = [1, 2, 3] + [4, 5, 6, 7] * 2
+    draft: list[int] = []
+    lengths = []
+    for _ in range(steps):
+        new = []
+        for _ in range((len(draft) if accept else 0) + 1):
+            new.append(tokens[-4])  # the target continues the cycle 4 5 6 7
+            tokens.append(new[-1])
+        clock.now += 1.0 + per_token * (1 + len(draft))
+        sched = SimpleNamespace(
+            finished_req_ids=set(),
+            scheduled_spec_decode_tokens={"a": draft} if draft else {},
+            total_num_scheduled_tokens=1 + len(draft),
+        )
+        [draft] = proposer.propose_for_runner(
+            _runner({"a": (tokens, {})}), sched, [new], None, None
+        )
+        lengths.append(len(draft))
+    return lengths
+
+
+def test_cost_aware_drafts_long_when_verifying_is_nearly_free(engine_config):
+    proposer = ArcticProposer(
+        engine_config({"method": "suffix", "num_speculative_tokens": 8, "cost_aware": True})
+    )
+    assert proposer.planner is not None and proposer.planner.sources == ("suffix",)
+    lengths = _cost_aware_run(proposer, per_token=0.001, accept=True, steps=30)
+    # The caps while the step cost has no fit; then one step undrafted: two equal steps
+    # are no spread, so the first fit charges each token its share of the step (and the
+    # shorter step that follows shows what a token costs).
+    assert lengths == [8, 8, 0] + [8] * 27
+    c = proposer.planner.counters
+    assert (c.steps, c.warmup_steps, c.zero_steps) == (30, 2, 1)
+    assert proposer.metrics.planner == c.as_dict()  # exported with the other metrics
+    assert proposer.metrics.sources["suffix"].accepted_tokens == sum(lengths[:-1])
+
+
+def test_cost_aware_stops_drafting_when_drafts_do_not_pay(engine_config):
+    from prometheus_client import REGISTRY
+
+    name = "vllm:arctic_spec_decode_planner_zero_steps_total"
+    before = REGISTRY.get_sample_value(name) or 0.0
+    proposer = ArcticProposer(
+        engine_config({"method": "suffix", "num_speculative_tokens": 8, "cost_aware": True})
+    )
+    # A token costs half a step and every draft is rejected.
+    lengths = _cost_aware_run(proposer, per_token=0.5, accept=False, steps=60)
+    c = proposer.planner.counters
+    assert sum(lengths[20:]) <= 2 * (40 // 16 + 1)  # probes only
+    assert c.zero_steps >= 35 and c.probes >= 2
+    assert REGISTRY.get_sample_value(name) - before == c.zero_steps
+
+
+def test_cost_aware_is_off_by_default(engine_config):
+    proposer = ArcticProposer(engine_config({"method": "suffix", "num_speculative_tokens": 8}))
+    assert proposer.planner is None

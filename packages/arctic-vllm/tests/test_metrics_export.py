@@ -42,6 +42,33 @@ def test_collector_sums_other_processes_and_skips_its_own(tmp_path, monkeypatch)
     assert b"vllm:arctic_spec_decode_num_accepted_tokens_total" in generate_latest(registry)
 
 
+def test_planner_counters_are_summed_where_a_planner_ran(tmp_path, monkeypatch):
+    monkeypatch.setenv(METRICS_DIR_ENV, str(tmp_path))
+    empty = {"sources": {}, "failures": 0}
+    write_snapshot(tmp_path, {**empty, "planner": {"steps": 5, "zero_steps": 2}}, "worker-111-0")
+    write_snapshot(tmp_path, {**empty, "planner": {"steps": 7, "probes": 1}}, "worker-222-0")
+    write_snapshot(tmp_path, empty, "worker-333-0")  # cost_aware off there (or an old writer)
+    registry = CollectorRegistry()
+    registry.register(OtherProcessesCollector())
+    get = registry.get_sample_value
+    assert get("vllm:arctic_spec_decode_planner_steps_total") == 12
+    assert get("vllm:arctic_spec_decode_planner_zero_steps_total") == 2
+    assert get("vllm:arctic_spec_decode_planner_probes_total") == 1
+    assert get("vllm:arctic_spec_decode_planner_cap_tokens_total") is None  # never counted
+
+
+def test_planner_counters_grow_by_what_the_planner_counted():
+    from prometheus_client import REGISTRY
+
+    name = "vllm:arctic_spec_decode_planner_allowed_tokens_total"
+    metrics = ArcticMetrics()
+    before = REGISTRY.get_sample_value(name) or 0.0
+    metrics.planned({"steps": 1, "allowed_tokens": 5})
+    metrics.planned({"steps": 2, "allowed_tokens": 12})
+    assert REGISTRY.get_sample_value(name) - before == 12
+    assert snapshot_of(metrics)["planner"] == {"steps": 2, "allowed_tokens": 12}
+
+
 def test_no_directory_no_samples(monkeypatch):
     monkeypatch.delenv(METRICS_DIR_ENV, raising=False)
     assert list(OtherProcessesCollector().collect()) == []

@@ -48,6 +48,7 @@ ALIASES = {
     "soft_batch_cap": ("soft_batch_cap", 4),
     "hard_batch_cap": ("hard_batch_cap", 8),
     "backoff_threshold": ("backoff_threshold", 0.25),
+    "cost_aware": ("cost_aware", True),
     "hybrid_drafter_cost": ("hybrid_drafter_cost", 0.0),
 }
 

@@ -16,7 +16,13 @@ from typing import Any
 
 from arctic_runtime import DraftCounts
 
-from .metrics_export import FAILURES, SOURCE_COUNTERS, SnapshotWriter, metrics_dir
+from .metrics_export import (
+    FAILURES,
+    PLANNER_COUNTERS,
+    SOURCE_COUNTERS,
+    SnapshotWriter,
+    metrics_dir,
+)
 
 logger = logging.getLogger("vllm.arctic")
 
@@ -40,6 +46,8 @@ def _prometheus() -> dict[str, Any]:
             name, help_text = SOURCE_COUNTERS[field]
             _PROM[key] = Counter(name, help_text, ["source"])
         _PROM["failures"] = Counter(*FAILURES)
+        for key, (name, help_text) in PLANNER_COUNTERS.items():
+            _PROM[f"planner.{key}"] = Counter(name, help_text)
     for counter in _PROM.values():
         if counter not in REGISTRY._collector_to_names:  # same check as vLLM's unregister
             REGISTRY.register(counter)
@@ -83,6 +91,7 @@ class ArcticMetrics:
     def __init__(self, log_interval_s: float = 10.0, keep_summaries: int = 1000) -> None:
         self.sources: dict[str, DraftCounts] = {}
         self.proposer_failures = 0
+        self.planner: dict[str, int] = {}  # the cost-aware planner's counters, when it runs
         self.requests: dict[str, RequestSummary] = {}
         self.finished: deque[RequestSummary] = deque(maxlen=keep_summaries)
         self._log_interval = log_interval_s
@@ -125,6 +134,17 @@ class ArcticMetrics:
             )
         return children
 
+    def planned(self, counters: dict[str, int]) -> None:
+        """The planner's cumulative counters (`PlannerCounters.as_dict`): what grew since
+        the last call is added to the Prometheus counters."""
+        prom = None
+        for name, value in counters.items():
+            grown = value - self.planner.get(name, 0)
+            if grown and name in PLANNER_COUNTERS:
+                prom = prom or _prometheus()
+                prom[f"planner.{name}"].inc(grown)
+        self.planner = dict(counters)
+
     def failure(self) -> None:
         self.proposer_failures += 1
         _prometheus()["failures"].inc()
@@ -151,6 +171,12 @@ class ArcticMetrics:
             f"({100 * c.acceptance_rate:.1f}%)"
             for name, c in sorted(self.sources.items())
         ]
+        if self.planner:
+            p = self.planner
+            parts.append(
+                f"planner: {p['allowed_tokens']}/{p['cap_tokens']} draft tokens allowed, "
+                f"{p['zero_requests']}/{p['requests']} zero-length, {p['probes']} probes"
+            )
         logger.info(
             "arctic speculation: %s; proposer failures: %d",
             "; ".join(parts), self.proposer_failures,

@@ -42,6 +42,17 @@ FAILURES = (
     f"{_PREFIX}proposer_failures",
     "Steps run without speculation because the proposer raised.",
 )
+# arctic-runtime's PlannerCounters (option cost_aware): snapshot field -> (name, help).
+PLANNER_COUNTERS = {
+    "steps": (f"{_PREFIX}planner_steps", "Steps whose draft lengths the planner chose."),
+    "warmup_steps": (f"{_PREFIX}planner_warmup_steps", "Of those, planned as the caps: no cost fit yet."),
+    "zero_steps": (f"{_PREFIX}planner_zero_steps", "Steps where no request drafted although one could."),
+    "requests": (f"{_PREFIX}planner_requests", "Requests planned with a draft cap > 0."),
+    "zero_requests": (f"{_PREFIX}planner_zero_requests", "Of those, given no draft (zero-length decisions)."),
+    "cap_tokens": (f"{_PREFIX}planner_cap_tokens", "Draft tokens the caps allowed."),
+    "allowed_tokens": (f"{_PREFIX}planner_allowed_tokens", "Draft tokens the planner allowed."),
+    "probes": (f"{_PREFIX}planner_probes", "Drafts lengthened for evidence (probes)."),
+}  # fmt: skip
 
 _owned_dir: tempfile.TemporaryDirectory[str] | None = None
 _collector: Any = None
@@ -76,6 +87,7 @@ def snapshot_of(metrics: Any) -> dict[str, Any]:
             for name, counts in list(metrics.sources.items())
         },
         "failures": int(metrics.proposer_failures),
+        "planner": dict(metrics.planner),
     }
 
 
@@ -115,8 +127,12 @@ class OtherProcessesCollector:
             return
         totals: dict[str, dict[str, int]] = {}
         failures = 0
+        planner: dict[str, int] = {}
         for snap in snapshots:
             failures += int(snap.get("failures", 0))
+            for field, value in snap.get("planner", {}).items():
+                if field in PLANNER_COUNTERS:
+                    planner[field] = planner.get(field, 0) + int(value)
             for source, counts in snap.get("sources", {}).items():
                 into = totals.setdefault(source, dict.fromkeys(SOURCE_COUNTERS, 0))
                 for field in SOURCE_COUNTERS:
@@ -127,6 +143,8 @@ class OtherProcessesCollector:
                 family.add_metric([source], counts[field])
             yield family
         yield CounterMetricFamily(FAILURES[0], FAILURES[1], value=failures)
+        for field, value in sorted(planner.items()):  # only where a planner ran
+            yield CounterMetricFamily(*PLANNER_COUNTERS[field], value=value)
 
 
 class SnapshotWriter:

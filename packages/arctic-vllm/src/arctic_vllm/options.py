@@ -163,6 +163,10 @@ class ArcticOptions:
                                         high=MAX_SPECULATIVE_TOKENS)  # fmt: skip
     backoff_threshold: float = _o(0.1, "float", "backoff_threshold",
                                   "a request accepting less backs off on its own", low=0.0, high=1.0)  # fmt: skip
+    # Issue 18: arctic-runtime's DraftPlanner, inside the caps above. Off by default until
+    # the benchmark (tools/) has measured it at every batch size.
+    cost_aware: bool = _o(False, "bool", "cost_aware",
+                          "draft lengths by measured step cost and acceptance")  # fmt: skip
     # None measures it online; the drafter runs only when its extra tokens pay for it.
     hybrid_drafter_cost: float | None = _o(None, "float", "hybrid_drafter_cost",
                                            "the drafter's time relative to one engine step",

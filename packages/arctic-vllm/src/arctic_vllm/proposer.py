@@ -28,9 +28,12 @@ import torch
 
 from arctic_runtime import (
     DRAFTER,
+    SUFFIX,
     Draft,
     DrafterProposer,
+    DraftPlanner,
     HybridProposer,
+    PlanRequest,
     Proposer,
     ProposeRequest,
     SpeculationPolicy,
@@ -99,6 +102,14 @@ class ArcticProposer:
             backoff_threshold=options.backoff_threshold,
         )
         self.metrics = ArcticMetrics()
+        # Issue 18: draft lengths by the measured step cost (time between consecutive
+        # propose_for_runner calls against the tokens each step scheduled) and acceptance.
+        self.planner: DraftPlanner | None = None
+        if options.cost_aware:
+            sources = (SUFFIX,) if options.enable_suffix_decoding else ()
+            if options.method == "arctic":
+                sources += (DRAFTER,)
+            self.planner = DraftPlanner(self.num_speculative_tokens, sources=sources)
         self.suffix = _suffix_proposer(options) if options.enable_suffix_decoding else None
         self.drafter: DrafterProposer | None = None
         self.proposer: Proposer | None = self.suffix if options.method == "suffix" else None
@@ -214,6 +225,8 @@ class ArcticProposer:
             for req_id in list(self._fed):
                 self._stop(req_id)
             return [[] for _ in range(num_reqs)]
+        if self.planner is not None:
+            self.metrics.planned(self.planner.counters.as_dict())
         self.metrics.maybe_log()
         return drafts
 
@@ -229,6 +242,8 @@ class ArcticProposer:
         assert self.proposer is not None
         batch = runner.input_batch
         scheduled_drafts = scheduler_output.scheduled_spec_decode_tokens
+        if self.planner is not None:
+            self.planner.begin_step(int(scheduler_output.total_num_scheduled_tokens))
         num_draft_rows = (
             list(spec_decode_metadata.num_draft_tokens)
             if spec_decode_metadata is not None
@@ -237,12 +252,14 @@ class ArcticProposer:
         # (batch row, request id, room left before max_model_len, last token, hidden state)
         candidates: list[tuple[int, str, int, int, torch.Tensor | None]] = []
         offset = 0
+        decoding = 0  # requests that emit a token this step
         for i, req_id in enumerate(batch.req_ids):
             sampled = sampled_token_ids[i]
             row_offset = offset
             offset += (num_draft_rows[i] if num_draft_rows is not None else 0) + 1
             if not sampled:
                 continue  # a chunk of a prefill: nothing sampled, nothing to draft from
+            decoding += 1
             self._feedback(req_id, scheduled_drafts.get(req_id, ()), len(sampled) - 1)
             num_tokens = int(batch.num_tokens_no_spec[i])
             self._sync(runner, i, req_id, num_tokens)
@@ -259,19 +276,43 @@ class ArcticProposer:
                 hidden = sample_hidden_states[row_offset + len(sampled) - 1]
             candidates.append((i, req_id, room, int(sampled[-1]), hidden))
         plan = self.policy.plan(len(candidates), [c[1] for c in candidates])
+        caps = {req_id: min(room, plan[req_id]) for _, req_id, room, _, _ in candidates}
+        if self.planner is not None:
+            # The next step schedules this one's tokens less its drafts, plus ours.
+            base = int(scheduler_output.total_num_scheduled_tokens) - sum(
+                len(t) for t in scheduled_drafts.values()
+            )
+            allowed = self.planner.plan(
+                [PlanRequest(q, caps[q], fixed=q in self._seeded) for q in caps],
+                base_tokens=max(base, decoding),
+                outputs=decoding,
+            )
+            caps = {
+                q: cap if k > 0 else 0 for (q, cap), k in zip(caps.items(), allowed, strict=True)
+            }
         active = [
-            (i, self._request(runner, req_id, min(room, plan[req_id]), last, hidden))
-            for i, req_id, room, last, hidden in candidates
-            if plan[req_id] > 0
+            (i, self._request(runner, req_id, caps[req_id], last, hidden))
+            for i, req_id, _, last, hidden in candidates
+            if caps[req_id] > 0
         ]
         if not active:
             return
-        proposed = self.proposer.propose([r for _, r in active])
+        if self.planner is None:
+            proposed = self.proposer.propose([r for _, r in active])
+            lengths = {r.req_id: r.max_tokens for _, r in active}
+        else:
+            # Drafted to the cap; each draft is then cut to what its own curve earns (a
+            # suffix draft's match length is known only now).
+            with self.planner.drafting(len(active)):
+                proposed = self.proposer.propose([r for _, r in active])
+            lengths = self.planner.refine(
+                {r.req_id: d for (_, r), d in zip(active, proposed, strict=True)}
+            )
         sampled: dict[int, Draft] = {}
         for (i, r), draft in zip(active, proposed, strict=True):
-            if draft is None or len(draft) == 0:
+            if draft is None or len(draft) == 0 or lengths[r.req_id] == 0:
                 continue
-            draft = draft.truncated(r.max_tokens)
+            draft = draft.truncated(min(r.max_tokens, lengths[r.req_id]))
             if draft.is_tree:
                 raise ValueError("vLLM verifies one path per request; a tree draft was proposed")
             self._last_draft[r.req_id] = draft
@@ -309,6 +350,8 @@ class ArcticProposer:
         draft = draft.truncated(n)
         assert self.proposer is not None
         self.proposer.record(req_id, draft, accepted)
+        if self.planner is not None:
+            self.planner.record(req_id, draft, accepted)
         if draft.source == DRAFTER:
             # Backoff saves the drafter's forward on requests it keeps failing; a suffix
             # draft costs ~nothing to propose and exists only on a match (measured: backing
@@ -358,6 +401,8 @@ class ArcticProposer:
             return
         self._last_draft.pop(req_id, None)
         self.policy.forget(req_id)
+        if self.planner is not None:
+            self.planner.forget(req_id)
         self.metrics.finish(req_id)
         if self.proposer is not None:
             self.proposer.stop_request(req_id)
