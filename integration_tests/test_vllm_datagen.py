@@ -9,11 +9,11 @@ import torch
 
 from arctic_drafters.training import (
     SequenceStore,
-    VllmEngine,
     generate_shards,
     load_target,
 )
 from arctic_vllm.bench import TINY_MODEL, configure_cpu_env, has_bundled_model, stdlib_files
+from arctic_vllm.datagen_engine import VllmEngine
 
 pytestmark = [
     pytest.mark.vllm,

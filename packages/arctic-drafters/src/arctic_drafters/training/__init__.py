@@ -1,6 +1,6 @@
 """Distillation training of drafters from a frozen target (the ArcticTraining part).
 
-Stage 1 (``datagen``, ``vllm_engine``): the target answers the user's prompts (``prompts``:
+Stage 1 (``datagen``; through vLLM: arctic-vllm's ``datagen_engine``, see ``engines``): the target answers the user's prompts (``prompts``:
 jsonl / parquet / arrow / Hugging Face datasets, chunked or chat) through vLLM or
 transformers -> resumable token shards (``shards``).
 Stage 2 (``distill``): the drafter is trained with the frozen target in the loop (its states
@@ -15,6 +15,7 @@ layers to FP8 by GPTQ for serving (the [fp8] extra).
 from .datagen import GenerationEngine, TransformersEngine, generate_shards
 from .distill import DistillConfig, SequenceOrder, train_online
 from .distributed import Runtime, init_runtime, place_target, shutdown_runtime
+from .engines import generate_with_vllm, vllm_available
 from .evaluate import AcceptanceReport, acceptance_table, evaluate_acceptance, evaluate_online
 from .hidden import (
     HiddenStates,
@@ -29,7 +30,6 @@ from .run_log import RunLog
 from .shards import SequenceBatch, SequenceStore, TokenShards, read_shards
 from .target import load_target, load_target_config
 from .trainer import TrainConfig, train_drafter
-from .vllm_engine import VllmEngine, generate_with_vllm, vllm_available
 
 __all__ = [
     "AcceptanceReport",
@@ -45,7 +45,6 @@ __all__ = [
     "TokenShards",
     "TrainConfig",
     "TransformersEngine",
-    "VllmEngine",
     "acceptance_table",
     "compute_hidden_states",
     "evaluate_acceptance",

