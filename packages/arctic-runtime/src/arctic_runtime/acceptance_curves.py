@@ -63,6 +63,7 @@ class AcceptanceCurves:
     _requests: dict[tuple[str, CurveKey], AcceptanceTracker] = field(
         default_factory=dict, init=False
     )
+    _rates: dict[CurveKey, list[float]] = field(default_factory=dict, init=False)
     _survival: dict[CurveKey, tuple[float, ...]] = field(default_factory=dict, init=False)
     # A request's curve was computed on its source at this version (bumped per record).
     _versions: dict[str, int] = field(default_factory=dict, init=False)
@@ -101,9 +102,9 @@ class AcceptanceCurves:
                 own = self._requests[(req_id, key)] = self._tracker(self.request_decay)
             own.record(num_drafted, num_accepted)
             self._request_survival.pop((req_id, key), None)
-        for k in list(self._survival):
-            if k[0] == source:  # a source's curve is every bucket's prior
-                del self._survival[k]
+        for cache in (self._rates, self._survival):
+            for k in [k for k in cache if k[0] == source]:  # a source's curve is every
+                del cache[k]  # bucket's prior
         self._versions[source] = self._versions.get(source, 0) + 1
 
     def forget(self, req_id: str) -> None:
@@ -114,15 +115,17 @@ class AcceptanceCurves:
 
     def rates(self, key: CurveKey, req_id: str | None = None) -> list[float]:
         """Per-position conditional acceptance rates of ``key`` (for ``req_id``)."""
-        source, bucket = key
-        pooled = self._trackers.get((source, None))
-        prior = pooled.rates() if pooled is not None else [self.prior_rate] * self.num_positions
-        if bucket is None:
-            return prior
-        tracker = self._trackers.get(key)
-        rates = prior if tracker is None else tracker.rates(prior)
+        rates = self._rates.get(key)
+        if rates is None:
+            source, bucket = key
+            pooled = self._trackers.get((source, None))
+            rates = pooled.rates() if pooled is not None else [self.prior_rate] * self.num_positions
+            tracker = None if bucket is None else self._trackers.get(key)
+            if tracker is not None:
+                rates = tracker.rates(rates)
+            self._rates[key] = rates
         own = None if req_id is None else self._requests.get((req_id, key))
-        return rates if own is None else own.rates(rates)
+        return list(rates) if own is None else own.rates(rates)
 
     def survival(self, key: CurveKey, req_id: str | None = None) -> tuple[float, ...]:
         """s_j = P(the first j + 1 tokens of a ``key`` draft are accepted), j < num_positions;

@@ -35,6 +35,7 @@ is chosen only if it beats no speculation strictly: never slower, by the model.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,9 +98,15 @@ def best_lengths(
     charged = base + batch_seconds
     lengths, tokens, seconds = zeros, outputs, charged
     rate = tokens / seconds
+    # Survival curves are non-increasing (acceptance_curves): a request's marginal gain
+    # only falls, so its inner scan may stop at the first token that does not pay.
+    monotone = [
+        all(a >= b for a, b in itertools.pairwise(s[:cap]))
+        for s, cap in zip(survival, caps, strict=True)
+    ]
     for _ in range(_MAX_ROUNDS):
         new, new_tokens, new_seconds = _inner(
-            survival, caps, rate, token_seconds, request_seconds, outputs, charged
+            survival, caps, monotone, rate, token_seconds, request_seconds, outputs, charged
         )
         if new_tokens - rate * new_seconds <= _TOLERANCE * max(1.0, new_tokens):
             break
@@ -113,6 +120,7 @@ def best_lengths(
 def _inner(
     survival: Sequence[Sequence[float]],
     caps: Sequence[int],
+    monotone: Sequence[bool],
     rate: float,
     token_seconds: float,
     request_seconds: float,
@@ -124,10 +132,12 @@ def _inner(
     price = rate * token_seconds
     lengths = []
     tokens, seconds = outputs, charged
-    for s, cap in zip(survival, caps, strict=True):
+    for s, cap, falls in zip(survival, caps, monotone, strict=True):
         best_k, best_gain, best_e = 0, 0.0, 0.0
         gain, e = -rate * request_seconds, 0.0
         for j in range(cap):
+            if falls and s[j] <= price:
+                break
             e += s[j]
             gain += s[j] - price
             if gain > best_gain:
