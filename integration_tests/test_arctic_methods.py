@@ -46,6 +46,25 @@ def test_arctic_method_is_lossless_with_prefix_caching(method, baseline, request
     assert {s for s, c in sources.items() if c.accepted_tokens > 0} == expected_sources
 
 
+@pytest.mark.parametrize("method", ["arctic-suffix", "arctic-hybrid"])
+def test_cost_aware_lengths_are_lossless_and_counted(method, baseline, requests_):
+    """Option cost_aware (issue 18): the planner shortens drafts by the measured step cost;
+    outputs stay token for token, and its decisions are counted."""
+    config = dict(ARCTIC_METHODS[method], cost_aware=True)
+    with Engine(TINY_MODEL, config) as engine:
+        results = run_all_batch_sizes(engine, requests_)
+        proposer = model_runner(engine).drafter
+        counters = proposer.planner.counters
+        failures = proposer.metrics.proposer_failures
+        exported = dict(proposer.metrics.planner)
+    assert_same_outputs(method, results, baseline, [r.name for r in requests_])
+    assert failures == 0
+    assert counters.steps > counters.warmup_steps > 0
+    assert 0 < counters.allowed_tokens <= counters.cap_tokens
+    assert exported == counters.as_dict()
+    assert results[1].counters.num_accepted_tokens > 0
+
+
 def test_failing_proposer_falls_back_without_changing_outputs(baseline, requests_):
     with Engine(TINY_MODEL, ARCTIC_METHODS["arctic-hybrid"]) as engine:
         arctic = model_runner(engine).drafter
