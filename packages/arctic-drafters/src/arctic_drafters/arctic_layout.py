@@ -57,7 +57,9 @@ class _Renamed:
             )
         self.state[native] = value
 
-    def put_indexed(self, module: str, index: int, param: str, key: str, value: torch.Tensor):
+    def put_indexed(
+        self, module: str, index: int, param: str, key: str, value: torch.Tensor
+    ) -> None:
         j = tied_proj_index(index, self.tie) if module == "proj" else tied_index(index, self.tie)
         self.put(f"{module}.{j}.{param}", key, value)
 

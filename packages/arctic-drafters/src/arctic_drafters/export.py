@@ -108,7 +108,9 @@ def _check_exportable(
             f"norm_eps={config.norm_eps} cannot be exported: Arctic Inference and vLLM fix "
             f"the speculator norms' epsilon at {ANCHOR_NORM_EPS}"
         )
-    lstm = isinstance(config, LSTMSpeculatorConfig) and config.method == "sum_lstm"
+    lstm = (
+        config if isinstance(config, LSTMSpeculatorConfig) and config.method == "sum_lstm" else None
+    )
     if format == "mlp_speculator" and lstm:
         raise ExportError(
             "vLLM's mlp_speculator format has no LSTM gates: an LSTM (sum_lstm) drafter "
@@ -121,11 +123,11 @@ def _check_exportable(
                 "target's architectures (base_model_archs=['LlamaForCausalLM'], or "
                 "arctic-train export --base-model-arch / --target)"
             )
-        if lstm and not (config.tie_weights and config.tie_lstm_embs):
+        if lstm and not (lstm.tie_weights and lstm.tie_lstm_embs):
             raise ExportError(
                 "Arctic Inference 0.3.0 runs sum_lstm drafters only with tie_weights=true and "
-                f"tie_lstm_embs=true; this one has tie_weights={config.tie_weights}, "
-                f"tie_lstm_embs={config.tie_lstm_embs}"
+                f"tie_lstm_embs=true; this one has tie_weights={lstm.tie_weights}, "
+                f"tie_lstm_embs={lstm.tie_lstm_embs}"
             )
 
 
