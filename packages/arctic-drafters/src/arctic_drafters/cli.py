@@ -50,11 +50,16 @@ def drafter_config(args: argparse.Namespace, target_config: Any) -> SpeculatorCo
 
 
 def hidden_states_for(target_dir: str, data: Any, cache: str | None, target: Any = None) -> Any:
-    from .training import compute_hidden_states, load_hidden_cache, load_target, save_hidden_cache
+    from .training import (
+        compute_hidden_states,
+        load_hidden_cache,
+        load_target_model,
+        save_hidden_cache,
+    )
 
     states = load_hidden_cache(cache) if cache else None
     if states is None:
-        model = target if target is not None else load_target(target_dir)[0]
+        model = target if target is not None else load_target_model(target_dir)
         states = compute_hidden_states(model, data.tokens)
         if cache:
             save_hidden_cache(cache, states)
@@ -115,8 +120,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from .training import (
         TrainConfig,
         evaluate_acceptance,
-        load_target,
         load_target_config,
+        load_target_model,
         quantize_for_serving,
         read_shards,
         train_drafter,
@@ -145,7 +150,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         return run_online(args, drafter)
     data = read_shards(args.data)
-    model, _ = load_target(args.target)
+    model = load_target_model(args.target)  # no tokenizer: token ids only
     if args.command == "quantize":
         states = hidden_states_for(args.target, data, args.cache, model)
         summary = quantize_for_serving(

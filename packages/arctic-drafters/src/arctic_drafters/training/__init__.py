@@ -28,7 +28,7 @@ from .prompts import iter_rows, load_chat_prompts, load_prompts
 from .quantize import quantize_for_serving
 from .run_log import RunLog
 from .shards import SequenceBatch, SequenceStore, TokenShards, read_shards
-from .target import load_target, load_target_config
+from .target import load_target, load_target_config, load_target_model
 from .trainer import TrainConfig, train_drafter
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "load_prompts",
     "load_target",
     "load_target_config",
+    "load_target_model",
     "place_target",
     "quantize_for_serving",
     "read_shards",

@@ -120,6 +120,8 @@ def run_online(args: argparse.Namespace, drafter: Speculator) -> int:
     runtime = init_runtime(args.device, args.precision)
     log: RunLog | None = None
     try:
+        if args.command == "train" and runtime.is_main:  # a missing tensorboard fails first
+            log = RunLog(args.out, tensorboard=_tensorboard(args.tensorboard))
         store = SequenceStore(args.data)
         eval_store = SequenceStore(args.eval_data) if getattr(args, "eval_data", None) else None
         model = load_target_model(args.target, dtype=runtime.target_dtype)
@@ -143,7 +145,6 @@ def run_online(args: argparse.Namespace, drafter: Speculator) -> int:
         )
         out = Path(args.out)
         if runtime.is_main:
-            log = RunLog(out, tensorboard=_tensorboard(args.tensorboard))
             print(f"arctic-train: training on {runtime.describe()}", file=sys.stderr)
         report = train_online(
             drafter,

@@ -27,26 +27,32 @@ def tensorboard_writer(log_dir: Path) -> Any | None:
     return SummaryWriter(log_dir=str(log_dir))
 
 
+def _tensorboard_importable() -> bool:
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class RunLog:
     """``tensorboard``: True requires it (ImportError naming the install), None uses it when
     installed (saying so once on stderr when not), False never."""
 
     def __init__(self, out_dir: str | os.PathLike[str], tensorboard: bool | None = None) -> None:
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.path = self.out / LOG_FILE
+        if tensorboard and not _tensorboard_importable():  # before anything is written
+            raise ImportError(f"TensorBoard event files need tensorboard: {TENSORBOARD_HINT}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._tb = None if tensorboard is False else tensorboard_writer(self.out / TENSORBOARD_DIR)
+        if self._tb is None and tensorboard is None:
+            print(
+                f"arctic-train: tensorboard is not installed, writing {self.path} only "
+                f"({TENSORBOARD_HINT})",
+                file=sys.stderr,
+            )
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._tb = None
-        if tensorboard is not False:
-            self._tb = tensorboard_writer(self.out / TENSORBOARD_DIR)
-            if self._tb is None and tensorboard:
-                raise ImportError(f"TensorBoard event files need tensorboard: {TENSORBOARD_HINT}")
-            if self._tb is None:
-                print(
-                    f"arctic-train: tensorboard is not installed, writing {self.path} only "
-                    f"({TENSORBOARD_HINT})",
-                    file=sys.stderr,
-                )
 
     @property
     def tensorboard_dir(self) -> Path | None:
