@@ -106,7 +106,7 @@ class ArcticProposer:
         # propose_for_runner calls against the tokens each step scheduled) and acceptance.
         self.planner: DraftPlanner | None = None
         if options.cost_aware:
-            sources = (SUFFIX,) if options.enable_suffix_decoding else ()
+            sources: tuple[str, ...] = (SUFFIX,) if options.enable_suffix_decoding else ()
             if options.method == "arctic":
                 sources += (DRAFTER,)
             self.planner = DraftPlanner(self.num_speculative_tokens, sources=sources)
@@ -308,7 +308,7 @@ class ArcticProposer:
             lengths = self.planner.refine(
                 {r.req_id: d for (_, r), d in zip(active, proposed, strict=True)}
             )
-        sampled: dict[int, Draft] = {}
+        by_row: dict[int, Draft] = {}
         for (i, r), draft in zip(active, proposed, strict=True):
             if draft is None or len(draft) == 0 or lengths[r.req_id] == 0:
                 continue
@@ -317,9 +317,9 @@ class ArcticProposer:
                 raise ValueError("vLLM verifies one path per request; a tree draft was proposed")
             self._last_draft[r.req_id] = draft
             drafts[i] = list(draft.token_ids)
-            sampled[i] = draft
-        if any(d.probs is not None for d in sampled.values()):
-            hand_draft_probs(runner, sampled, num_reqs=len(batch.req_ids))
+            by_row[i] = draft
+        if any(d.probs is not None for d in by_row.values()):
+            hand_draft_probs(runner, by_row, num_reqs=len(batch.req_ids))
 
     def _request(
         self, runner: Any, req_id: str, max_tokens: int, last: int, hidden: torch.Tensor | None
