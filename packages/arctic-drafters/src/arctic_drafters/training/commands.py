@@ -145,7 +145,8 @@ def run_online(args: argparse.Namespace, drafter: Speculator) -> int:
         )
         out = Path(args.out)
         if runtime.is_main:
-            print(f"arctic-train: training on {runtime.describe()}", file=sys.stderr)
+            how = "sharded by FSDP2" if args.shard_target and runtime.distributed else "replicated"
+            print(f"arctic-train: training on {runtime.describe()}, target {how}", file=sys.stderr)
         report = train_online(
             drafter,
             store,
