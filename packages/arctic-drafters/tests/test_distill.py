@@ -163,3 +163,11 @@ def test_run_log_writes_jsonl(tmp_path, monkeypatch, capsys):
         RunLog(tmp_path, tensorboard=True)
     RunLog(tmp_path, tensorboard=False).close()
     assert "tensorboard" not in capsys.readouterr().err
+
+
+def test_run_log_writes_tensorboard_events_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    with RunLog(tmp_path, tensorboard=True) as log:
+        log.write({"step": 1, "loss": 2.5, "head_accuracy": [0.1, 0.2]})
+        assert log.tensorboard_dir == tmp_path / "tensorboard"
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
