@@ -240,3 +240,23 @@ def test_prompt_sources(tmp_path, monkeypatch):
         list(iter_rows(tmp_path / "t.parquet"))
     with pytest.raises(ImportError, match="datasets"):
         list(iter_rows("some-org/some-dataset"))
+
+
+def test_parquet_arrow_and_dataset_folders_through_datasets(tmp_path):
+    pytest.importorskip("datasets")
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"text": ["abcdefgh", "ijklmnop"]})
+    pq.write_table(table, tmp_path / "p.parquet")
+    with (
+        pa.OSFile(str(tmp_path / "p.arrow"), "wb") as sink,
+        pa.ipc.new_stream(sink, table.schema) as writer,
+    ):
+        writer.write_table(table)
+    (tmp_path / "folder").mkdir()
+    pq.write_table(table, tmp_path / "folder" / "train.parquet")
+    tok = CharTokenizer(64)
+    expected = [tok(t)["input_ids"] for t in ("abcd", "efgh", "ijkl", "mnop")]
+    for source in ("p.parquet", "p.arrow", "folder"):
+        assert load_prompts(tmp_path / source, tok, 4) == expected, source

@@ -42,8 +42,9 @@ def _datasets() -> Any:
 
 def iter_rows(source: str | os.PathLike[str], split: str = "train") -> Iterator[tuple[str, Any]]:
     """``(where, row)`` for every row of ``source``; ``where`` names the file and line (or the
-    dataset and index) for error messages. A path that does not exist is taken for a Hugging
-    Face dataset name (``split`` is used there only)."""
+    dataset and index) for error messages. A directory, or a name that is no path, goes to
+    ``datasets.load_dataset`` (a Hugging Face dataset name or a local folder of data files;
+    ``split`` is used there only)."""
     path = Path(source)
     name = path.name.lower()
     if path.is_file() and not name.endswith(TABLE_SUFFIXES):  # JSON lines, whatever the suffix
@@ -61,9 +62,7 @@ def iter_rows(source: str | os.PathLike[str], split: str = "train") -> Iterator[
     if path.is_file() and name.endswith(TABLE_SUFFIXES):
         kind = "parquet" if name.endswith(".parquet") else "arrow"
         table = _datasets().load_dataset(kind, data_files=str(path), split="train")
-    elif path.exists():
-        raise DatasetError(f"{source}: a directory; give a file or a Hugging Face dataset name")
-    else:
+    else:  # a dataset name on the Hub, or a local directory of data files / a Hub snapshot
         table = _datasets().load_dataset(str(source), split=split)
     for index, row in enumerate(table):
         yield f"{source}[{index}]", row
