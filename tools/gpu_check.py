@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PURE_PACKAGES = ("arctic-drafters", "arctic-kernels", "arctic-runtime", "arctic-vllm")
+PURE_PACKAGES = ("arctic-drafters", "arctic-kernels", "arctic-runtime")  # no vLLM there
 GPU_TEST_DIRS = ("arctic-kernels", "arctic-runtime", "arctic-drafters")
 LLAMA_8B = {"vocab_size": 128256, "hidden_size": 4096, "inner_dim": 4096, "n_predict": 3}
 BATCHES = (1, 8, 32)

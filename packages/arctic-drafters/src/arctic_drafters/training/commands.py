@@ -127,11 +127,11 @@ def run_online(args: argparse.Namespace, drafter: Speculator) -> int:
         model = load_target_model(args.target, dtype=runtime.target_dtype)
         states = TargetStates(place_target(model, runtime, shard=args.shard_target))
         if args.command == "evaluate":
-            report = evaluate_online(
+            result = evaluate_online(
                 drafter, store, states, runtime, n=args.n, batch_sequences=args.batch_sequences
             )
             if runtime.is_main:
-                print(json.dumps(_report_dict(report), indent=2))
+                print(json.dumps(_report_dict(result), indent=2))
             return 0
         config = DistillConfig(
             steps=args.steps,

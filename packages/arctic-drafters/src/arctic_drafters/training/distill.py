@@ -245,7 +245,7 @@ def train_online(
         scale = runtime.world_size / max(total, 1)  # DDP averages over processes
         mine = indices[runtime.rank * per_rank : (runtime.rank + 1) * per_rank]
         sums = torch.zeros(2 * n, device=runtime.device)
-        chunks = mine.split(micro)
+        chunks = torch.split(mine, micro)
         for j, chunk in enumerate(chunks):
             sync = j == len(chunks) - 1 or not runtime.distributed
             ctx = contextlib.nullcontext() if sync else model.no_sync()  # type: ignore[operator]

@@ -97,9 +97,10 @@ def init_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     else:
         bf16 = precision == "bf16"
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(
-            "nccl" if use_cuda else "gloo", **({"device_id": where} if use_cuda else {})
-        )
+        if use_cuda:
+            dist.init_process_group("nccl", device_id=where)
+        else:
+            dist.init_process_group("gloo")
     return Runtime(rank, world, local_rank, where, torch.bfloat16 if bf16 else None)
 
 

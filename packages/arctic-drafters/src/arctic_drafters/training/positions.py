@@ -15,7 +15,9 @@ import torch
 from .shards import SequenceBatch
 
 
-def _bounds(lengths: torch.Tensor, prompt_lens: torch.Tensor, n: int, first: int):
+def _bounds(
+    lengths: torch.Tensor, prompt_lens: torch.Tensor, n: int, first: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     lo = (prompt_lens - first).clamp_min(0)
     hi = lengths - n - 2
     return lo, hi

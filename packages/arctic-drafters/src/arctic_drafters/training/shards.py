@@ -176,10 +176,11 @@ class SequenceStore:
         length = int(self.lengths[index])
         tokens = self._handle(shard).get_slice("tokens")
         if self._ragged:
-            return tokens[start : start + length].long()
-        width = int(self.lengths[index])
-        row = start // width
-        return tokens[row : row + 1].reshape(-1).long()
+            seq: torch.Tensor = tokens[start : start + length]
+        else:  # format 1: row start // length of a (rows, length) tensor
+            row = start // length
+            seq = tokens[row : row + 1].reshape(-1)
+        return seq.long()
 
     def batch(self, indices: torch.Tensor | list[int]) -> SequenceBatch:
         indices = torch.as_tensor(indices, dtype=torch.int64)

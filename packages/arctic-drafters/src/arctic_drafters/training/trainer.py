@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +59,17 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
 
-def _lr_factor(step: int, config: TrainConfig) -> float:
+class Schedule(Protocol):
+    """What the learning-rate schedule reads (TrainConfig, distill.DistillConfig)."""
+
+    @property
+    def steps(self) -> int: ...
+
+    @property
+    def warmup_frac(self) -> float: ...
+
+
+def _lr_factor(step: int, config: Schedule) -> float:
     warmup = max(1, round(config.warmup_frac * config.steps))
     if step < warmup:
         return (step + 1) / warmup
