@@ -6,6 +6,8 @@
 1. **memory**: peak RSS of a training process (a fresh one per cell) for a dataset of N and
    4N sequences, with the target in the loop (arctic-train's default: flat) and with every
    hidden state computed up front and held in memory (the first trainer, `--cache`: grows).
+   Its target is a random 1-layer Llama 1024 wide (`--memory-hidden`): states of 2 KiB a
+   token, so that they, not the process's ~1 GiB of libraries, show in the peak.
 2. **throughput**: training positions/s at 1 and 2 processes (torchrun, gloo on the CPU,
    NCCL on CUDA), the same global batch; the ratio.
 3. **datagen**: tokens/s of greedy data generation through vLLM and through transformers on
@@ -105,16 +107,40 @@ def run_child(args, data: Path, mode: str, work: Path, torchrun: int = 0) -> dic
     }
 
 
+def wide_target(out: Path, hidden: int) -> Path:
+    """A random 1-layer Llama ``hidden`` wide (vocab 2048): its states weigh 2 * hidden
+    bytes a token in bf16 (an 8B target's: 8 KiB), while its forward stays cheap here."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=2048, hidden_size=hidden, intermediate_size=hidden, num_hidden_layers=1,
+        num_attention_heads=max(1, hidden // 128), num_key_value_heads=max(1, hidden // 128),
+        max_position_embeddings=2048,
+    )  # fmt: skip
+    transformers.LlamaForCausalLM(config).save_pretrained(out)
+    return out
+
+
 def bench_memory(args, work: Path) -> dict:
     rows = {}
+    target = args.target
+    if args.memory_hidden:
+        target = wide_target(work / "wide-target", args.memory_hidden)
+    child_args = argparse.Namespace(**{**vars(args), "target": target})
     for scale in (1, 4):
         n = args.sequences * scale
-        data = synthetic_data(args.target, work / f"data-{n}", n, args.prompt_len, args.gen_len)
+        data = synthetic_data(target, work / f"data-{n}", n, args.prompt_len, args.gen_len)
         for mode in ("online", "cached"):
-            r = run_child(args, data, mode, work / f"run-{mode}-{n}")
+            r = run_child(child_args, data, mode, work / f"run-{mode}-{n}")
             rows[f"{mode}-{scale}x"] = {"sequences": n, **r}
             print(f"  memory {mode:7s} {n:6d} sequences: peak RSS {r['peak_rss_mib']:8.1f} MiB")
+    tokens = args.sequences * (args.prompt_len + args.gen_len)
     return {
+        "target": str(target)
+        if not args.memory_hidden
+        else f"random 1-layer Llama, hidden {args.memory_hidden}",
+        "tokens_1x": tokens,
         "rows": rows,
         "online_4x_over_1x": rows["online-4x"]["peak_rss_mib"] / rows["online-1x"]["peak_rss_mib"],
         "cached_4x_over_1x": rows["cached-4x"]["peak_rss_mib"] / rows["cached-1x"]["peak_rss_mib"],
@@ -221,6 +247,12 @@ def main() -> int:
     p.add_argument("--target", type=Path, default=TINY)
     p.add_argument("--only", choices=["memory", "throughput", "datagen"], action="append")
     p.add_argument("--sequences", type=int, default=256, help="N of the memory benchmark")
+    p.add_argument(
+        "--memory-hidden",
+        type=int,
+        default=1024,
+        help="the memory benchmark's target: a random 1-layer Llama this wide (0: --target)",
+    )
     p.add_argument("--prompt-len", type=int, default=64)
     p.add_argument("--gen-len", type=int, default=256)
     p.add_argument("--steps", type=int, default=10)
