@@ -88,3 +88,17 @@ def test_sampled_runs_are_seeded_and_resume_after_a_crash(tmp_path, engine, prom
     assert _rows(tmp_path / "one-shard") == _rows(tmp_path / "straight")
     generate_shards(engine, prompts, tmp_path / "seed4", shard_size=6, **(sampled | {"seed": 4}))
     assert _rows(tmp_path / "seed4") != _rows(tmp_path / "straight")
+
+
+@pytest.mark.slow
+def test_data_parallel_engines_write_the_shards_of_one(tmp_path, engine, prompts):
+    """--data-parallel-size 2: two vLLM engines in worker processes share the shards; the
+    result is byte for byte one engine's."""
+    from arctic_drafters.training import generate_with_vllm
+
+    sampled = {"temperature": 1.0, "top_k": 10, "seed": 5, "shard_size": 2, "progress": False}
+    generate_with_vllm(TINY_MODEL, prompts, tmp_path / "dp2", 16, data_parallel_size=2,
+                       dtype="float32", engine_kwargs={"enforce_eager": True}, **sampled)  # fmt: skip
+    generate_shards(engine, prompts, tmp_path / "one", gen_len=16, **sampled)
+    assert len(_shard_bytes(tmp_path / "one")) == 3
+    assert _shard_bytes(tmp_path / "dp2") == _shard_bytes(tmp_path / "one")
