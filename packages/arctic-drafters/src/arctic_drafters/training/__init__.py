@@ -12,7 +12,7 @@ computed once and cached (``hidden``), for small data on one process.
 layers to FP8 by GPTQ for serving (the [fp8] extra).
 """
 
-from .datagen import GenerationEngine, TransformersEngine, generate_shards
+from .datagen import GenerationEngine, TransformersEngine, generate_shards, request_seed
 from .distill import DistillConfig, SequenceOrder, train_online
 from .distributed import Runtime, init_runtime, place_target, shutdown_runtime
 from .engines import generate_with_vllm, vllm_available
@@ -62,6 +62,7 @@ __all__ = [
     "place_target",
     "quantize_for_serving",
     "read_shards",
+    "request_seed",
     "save_hidden_cache",
     "shutdown_runtime",
     "train_drafter",
