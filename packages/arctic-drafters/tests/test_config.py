@@ -80,3 +80,13 @@ def test_unknown_fields_and_kinds_are_rejected():
 )
 def test_parameter_count_is_the_built_models(config):
     assert config.parameter_count() == build_speculator(config).num_parameters()
+
+
+def test_base_model_archs_is_a_tuple_of_names():
+    config = LSTMSpeculatorConfig(10, 8, 4, base_model_archs=["LlamaForCausalLM"])
+    assert config.base_model_archs == ("LlamaForCausalLM",)
+    assert config_from_dict(config.to_dict()) == config
+    assert config.to_dict()["base_model_archs"] == ["LlamaForCausalLM"]  # JSON
+    for bad in ("LlamaForCausalLM", ("",), (5,)):
+        with pytest.raises(ValueError, match="base_model_archs must be a tuple"):
+            MLPSpeculatorConfig(10, 8, 4, base_model_archs=bad)

@@ -79,9 +79,12 @@ class _SpeculatorConfigBase:
         if not isinstance(self.norm_eps, float) or not 0.0 < self.norm_eps < 1.0:
             raise ValueError(f"norm_eps must be a float in (0, 1), got {self.norm_eps!r}")
         archs = self.base_model_archs
+        if isinstance(archs, list):  # e.g. an HF config's `architectures`; stored hashable
+            archs = tuple(archs)
+            object.__setattr__(self, "base_model_archs", archs)
         if not isinstance(archs, tuple) or not all(isinstance(a, str) and a for a in archs):
             raise ValueError(
-                f"base_model_archs must be a tuple of architecture names, got {archs!r}"
+                f"base_model_archs must be a tuple (or list) of architecture names, got {archs!r}"
             )
 
     def _validate_parameter_count(self) -> None:
@@ -173,6 +176,4 @@ def config_from_dict(data: dict[str, Any]) -> SpeculatorConfig:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"unknown {kind} config fields: {unknown}")
-    if isinstance(data.get("base_model_archs"), list):  # JSON has no tuples
-        data["base_model_archs"] = tuple(data["base_model_archs"])
     return cls(**data)  # type: ignore[no-any-return]
