@@ -202,3 +202,13 @@ def test_llama_8b_published_layout_fits_shapes_only():
     tokens = torch.zeros(2, n, dtype=torch.long, device="meta")
     assert model(hidden, tokens).shape == (n, 2, v)
     assert config.parameter_count() == sum(p.numel() for p in model.parameters())
+
+
+def test_a_native_checkpoint_keeps_base_model_archs(tmp_path):
+    from arctic_drafters import LSTMSpeculatorConfig, build_speculator, save_drafter
+
+    config = LSTMSpeculatorConfig(V, H, D, base_model_archs=("LlamaForCausalLM",))
+    root = save_drafter(build_speculator(config), tmp_path / "native")
+    assert load_drafter_config(root) == config
+    with pytest.raises(IncompatibleTargetError, match="Qwen2ForCausalLM"):
+        check_compatible(load_drafter(root), _target("Qwen2ForCausalLM"))
