@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 from anchor_checkpoints import write
-from conftest import SMALL_CONFIGS
 from published_layouts import arctic_lstm_config, arctic_lstm_state
+from small_configs import SMALL_CONFIGS
 
 from arctic_drafters import LSTMSpeculatorConfig, build_speculator, export_drafter
 

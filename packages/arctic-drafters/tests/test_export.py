@@ -12,10 +12,10 @@ import json
 import pytest
 import torch
 from anchor_checkpoints import write
-from conftest import SMALL_CONFIGS
 from published_layouts import arctic_lstm_config, arctic_lstm_state
 from safetensors.torch import load_file
 from serving_reference import greedy, logits, read_checkpoint
+from small_configs import SMALL_CONFIGS
 
 from arctic_drafters import (
     EXPORT_FORMATS,
