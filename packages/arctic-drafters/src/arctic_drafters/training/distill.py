@@ -33,14 +33,19 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_drafter
-from ..exceptions import DatasetError, IncompatibleTargetError, TrainingStateError
+from ..exceptions import DatasetError, IncompatibleTargetError
 from ..speculator import Speculator
 from .distributed import Runtime, wrap_drafter
 from .positions import count_points, gather_points, select_points
 from .run_log import RunLog
 from .shards import SequenceStore
-from .trainer import STATE_FILE, _find_checkpoint, _lr_factor, _save_checkpoint
+from .trainer import (
+    _find_checkpoint,
+    _save_checkpoint,
+    build_optimizer,
+    check_schedule,
+    resume_checkpoint,
+)
 
 
 class StateSource(Protocol):
@@ -64,18 +69,7 @@ class DistillConfig:
     seed: int = 0  # the data order (the drafter's init is the caller's)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_sequences"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not 0.0 <= self.warmup_frac < 1.0:
-            raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
-        for name in ("lr", "grad_clip"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("weight_decay", "kl_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        check_schedule(self, ("steps", "batch_sequences"))
 
 
 class SequenceOrder:
@@ -200,31 +194,12 @@ def train_online(
     n = drafter.config.n_predict
     drafter.float()
     model = wrap_drafter(drafter, runtime)
-    decay = [p for p in drafter.parameters() if p.dim() >= 2]
-    no_decay = [p for p in drafter.parameters() if p.dim() < 2]  # norms: no weight decay
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
+    optimizer, scheduler = build_optimizer(drafter, config)
     start = 0
     found = _find_checkpoint(out) if resume else None
     if found is not None:
-        saved = torch.load(found / STATE_FILE, weights_only=True, map_location=runtime.device)
-        if (
-            saved.get("distill_config") != asdict(config)
-            or saved.get("drafter_config") != drafter.config.to_dict()
-        ):
-            raise TrainingStateError(
-                f"{found} was written by another run (drafter or training config differs); "
-                "use another out_dir or resume=False"
-            )
-        drafter.load_state_dict(load_drafter(found, device=runtime.device).state_dict())
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+        expected = {"distill_config": asdict(config), "drafter_config": drafter.config.to_dict()}
+        saved = resume_checkpoint(found, drafter, optimizer, scheduler, expected, runtime.device)
         start = int(saved["step"])
     end = config.steps if stop_after_steps is None else min(config.steps, start + stop_after_steps)
     order = SequenceOrder(len(store), config.seed)

@@ -45,28 +45,41 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_positions", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not 0.0 <= self.warmup_frac < 1.0:
-            raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
-        for name in ("lr", "grad_clip"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("weight_decay", "kl_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        check_schedule(self, ("steps", "batch_positions", "checkpoint_every"))
 
 
 class Schedule(Protocol):
-    """What the learning-rate schedule reads (TrainConfig, distill.DistillConfig)."""
+    """What the optimizer, its schedule and their checks read (TrainConfig,
+    distill.DistillConfig)."""
 
     @property
     def steps(self) -> int: ...
 
     @property
     def warmup_frac(self) -> float: ...
+
+    @property
+    def lr(self) -> float: ...
+
+    @property
+    def weight_decay(self) -> float: ...
+
+
+def check_schedule(config: Schedule, positive_ints: tuple[str, ...]) -> None:
+    """ValueError naming the first bad field of a training config: ``positive_ints`` (its
+    step and batch counts), the warmup fraction, lr / grad_clip, weight_decay / kl_weight."""
+    for name in positive_ints:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not 0.0 <= config.warmup_frac < 1.0:
+        raise ValueError(f"warmup_frac must be in [0, 1), got {config.warmup_frac!r}")
+    for name in ("lr", "grad_clip"):
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)!r}")
+    for name in ("weight_decay", "kl_weight"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)!r}")
 
 
 def _lr_factor(step: int, config: Schedule) -> float:
@@ -75,6 +88,46 @@ def _lr_factor(step: int, config: Schedule) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, config.steps - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(
+    drafter: Speculator, config: Schedule
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (no weight decay on norms and biases) with linear warmup, then cosine to zero."""
+    decay = [p for p in drafter.parameters() if p.dim() >= 2]
+    no_decay = [p for p in drafter.parameters() if p.dim() < 2]  # norms: no weight decay
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
+    return optimizer, scheduler
+
+
+def resume_checkpoint(
+    found: Path,
+    drafter: Speculator,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    expected: dict[str, Any],
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Load the checkpoint at ``found`` into drafter, optimizer and scheduler; returns its
+    saved state. Refuses (before loading anything) one whose recorded configs differ from
+    ``expected`` (key in the state -> the value this run has)."""
+    saved: dict[str, Any] = torch.load(found / STATE_FILE, weights_only=True, map_location=device)
+    if any(saved.get(key) != value for key, value in expected.items()):
+        raise TrainingStateError(
+            f"{found} was written by another run (drafter or training config differs); "
+            "use another out_dir or resume=False"
+        )
+    drafter.load_state_dict(load_drafter(found, device=device).state_dict())
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    return saved
 
 
 def position_range(seq_len: int, prompt_len: int, n_predict: int) -> tuple[int, int]:
@@ -163,31 +216,13 @@ def train_drafter(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = drafter.config.n_predict
-    decay = [p for p in drafter.parameters() if p.dim() >= 2]
-    no_decay = [p for p in drafter.parameters() if p.dim() < 2]  # norms: no weight decay
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
+    optimizer, scheduler = build_optimizer(drafter, config)
     gen = torch.Generator().manual_seed(config.seed)
     start, ema_loss, ema_acc = 0, None, [0.0] * n
     found = _find_checkpoint(out) if resume else None
     if found is not None:
-        saved = torch.load(found / STATE_FILE, weights_only=True)
-        if saved["drafter_config"] != drafter.config.to_dict() or saved["train_config"] != asdict(
-            config
-        ):
-            raise TrainingStateError(
-                f"{found} was written by another run (drafter or training config differs); "
-                "use another out_dir or resume=False"
-            )
-        drafter.load_state_dict(load_drafter(found).state_dict())
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+        expected = {"drafter_config": drafter.config.to_dict(), "train_config": asdict(config)}
+        saved = resume_checkpoint(found, drafter, optimizer, scheduler, expected)
         gen.set_state(saved["generator"])
         start, ema_loss, ema_acc = saved["step"], saved["ema_loss"], saved["ema_acc"]
     lm_head = states.lm_head.float()
