@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_target import tiny_llama
+from tiny_target import random_prompts, tiny_llama
 
 from arctic_drafters import load_drafter
 from arctic_drafters.cli import main
@@ -21,8 +21,7 @@ def dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("online")
     model = tiny_llama()
     model.save_pretrained(root / "target")
-    g = torch.Generator().manual_seed(0)
-    prompts = torch.randint(1, 64, (16, 8), generator=g).tolist()
+    prompts = random_prompts(16)
     generate_shards(model, prompts[:12], root / "data", gen_len=16, temperature=1.0, progress=False)
     generate_shards(
         model, prompts[12:], root / "heldout", gen_len=16, temperature=0.0, progress=False

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from tiny_target import CharTokenizer, tiny_llama
+from tiny_target import CharTokenizer, random_prompts, tiny_llama
 
 from arctic_drafters import DatasetError
 from arctic_drafters.training import (
@@ -36,11 +36,6 @@ def target():
     return tiny_llama()
 
 
-def _prompts(n, length=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(1, 64, (n, length), generator=g).tolist()
-
-
 def _shard_bytes(root: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(root.glob("shard-*.safetensors"))}
 
@@ -49,7 +44,7 @@ SAMPLED = {"gen_len": 6, "shard_size": 3, "temperature": 1.0, "top_k": 5, "seed"
 
 
 def test_a_crashed_run_resumes_to_the_same_shards(tmp_path, target):
-    prompts = _prompts(10)
+    prompts = random_prompts(10)
     generate_shards(target, prompts, tmp_path / "straight", progress=False, **SAMPLED)
 
     class Crash(Exception):
@@ -86,10 +81,9 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time, torch
     sys.path.insert(0, {tests!r})
-    from tiny_target import tiny_llama
+    from tiny_target import random_prompts, tiny_llama
     from arctic_drafters.training import generate_shards
-    g = torch.Generator().manual_seed(0)
-    prompts = torch.randint(1, 64, (12, 8), generator=g).tolist()
+    prompts = random_prompts(12)
     def slow(s):
         time.sleep(0.5 if s == 0 else 30)  # killed during shard 1's pause
     torch.set_num_threads(1)
@@ -112,8 +106,7 @@ def test_a_killed_process_resumes_to_the_same_shards(tmp_path, target):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(_shard_bytes(out)) == 2
-    g = torch.Generator().manual_seed(0)
-    prompts = torch.randint(1, 64, (12, 8), generator=g).tolist()
+    prompts = random_prompts(12)
     args = {"gen_len": 6, "shard_size": 4, "temperature": 1.0, "top_k": 5, "seed": 7}
     generate_shards(target, prompts, out, progress=False, **args)
     generate_shards(target, prompts, tmp_path / "straight", progress=False, **args)
@@ -121,7 +114,7 @@ def test_a_killed_process_resumes_to_the_same_shards(tmp_path, target):
 
 
 def test_workers_share_the_shards_of_one_run(tmp_path, target):
-    prompts = _prompts(10)
+    prompts = random_prompts(10)
     for k in (1, 0):  # worker 1 first: each writes its own shards, any order
         generate_shards(
             target,
@@ -137,11 +130,13 @@ def test_workers_share_the_shards_of_one_run(tmp_path, target):
 
 
 def test_a_rerun_with_other_settings_is_refused(tmp_path, target):
-    generate_shards(target, _prompts(4), tmp_path, progress=False, **SAMPLED)
+    generate_shards(target, random_prompts(4), tmp_path, progress=False, **SAMPLED)
     with pytest.raises(DatasetError, match="holds data of another run"):
-        generate_shards(target, _prompts(4), tmp_path, progress=False, **(SAMPLED | {"seed": 8}))
+        generate_shards(
+            target, random_prompts(4), tmp_path, progress=False, **(SAMPLED | {"seed": 8})
+        )
     with pytest.raises(DatasetError, match="holds data of another run"):
-        generate_shards(target, _prompts(4, seed=1), tmp_path, progress=False, **SAMPLED)
+        generate_shards(target, random_prompts(4, seed=1), tmp_path, progress=False, **SAMPLED)
 
 
 class ChatTokenizer(CharTokenizer):

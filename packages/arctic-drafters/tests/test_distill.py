@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from tiny_target import tiny_llama
+from tiny_target import random_prompts, tiny_llama
 
 from arctic_drafters import LSTMSpeculatorConfig, MLPSpeculatorConfig, TrainingStateError
 from arctic_drafters import build_speculator as build
@@ -32,16 +32,11 @@ def target():
     return tiny_llama()
 
 
-def _prompts(n, length=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(1, 64, (n, length), generator=g).tolist()
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, target):
     out = tmp_path_factory.mktemp("data")
     generate_shards(
-        target, _prompts(24), out, gen_len=24, shard_size=5, temperature=1.0, top_k=5,
+        target, random_prompts(24), out, gen_len=24, shard_size=5, temperature=1.0, top_k=5,
         progress=False,
     )  # fmt: skip
     return SequenceStore(out)
@@ -50,7 +45,9 @@ def data(tmp_path_factory, target):
 @pytest.fixture(scope="module")
 def heldout(tmp_path_factory, target):
     out = tmp_path_factory.mktemp("heldout")
-    generate_shards(target, _prompts(6, seed=1), out, gen_len=24, temperature=0.0, progress=False)
+    generate_shards(
+        target, random_prompts(6, seed=1), out, gen_len=24, temperature=0.0, progress=False
+    )
     return out
 
 

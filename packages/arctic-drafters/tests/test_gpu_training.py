@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_target import tiny_llama
+from tiny_target import random_prompts, tiny_llama
 
 from arctic_drafters import LSTMSpeculatorConfig, build_speculator
 from arctic_drafters.training import (
@@ -27,8 +27,7 @@ pytestmark = [
 
 def test_training_steps_on_cuda_with_bf16_autocast(tmp_path):
     target = tiny_llama()
-    g = torch.Generator().manual_seed(0)
-    prompts = torch.randint(1, 64, (32, 8), generator=g).tolist()
+    prompts = random_prompts(32)
     generate_shards(target, prompts, tmp_path / "data", gen_len=24, temperature=1.0, progress=False)
     store = SequenceStore(tmp_path / "data")
     config = DistillConfig(steps=30, batch_sequences=16, lr=1e-2, kl_weight=0.5)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from tiny_target import tiny_llama
+from tiny_target import random_prompts, tiny_llama
 
 from arctic_drafters import load_drafter
 from arctic_drafters.cli import main
@@ -24,8 +24,7 @@ def dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     model = tiny_llama()
     model.save_pretrained(root / "target")
-    g = torch.Generator().manual_seed(0)
-    prompts = torch.randint(1, 64, (12, 8), generator=g).tolist()
+    prompts = random_prompts(12)
     generate_shards(model, prompts, root / "data", gen_len=16, temperature=1.0, progress=False)
     return root
 

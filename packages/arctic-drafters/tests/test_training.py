@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from tiny_target import CharTokenizer, tiny_llama
+from tiny_target import CharTokenizer, random_prompts, tiny_llama
 
 from arctic_drafters import (
     DatasetError,
@@ -73,14 +73,15 @@ def target():
     return tiny_llama()
 
 
-def _prompts(n, length=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(1, 64, (n, length), generator=g).tolist()
-
-
 def test_greedy_shards_are_the_targets_argmax(tmp_path, target):
     generate_shards(
-        target, _prompts(5), tmp_path / "d", gen_len=12, batch_size=2, shard_size=3, temperature=0.0
+        target,
+        random_prompts(5),
+        tmp_path / "d",
+        gen_len=12,
+        batch_size=2,
+        shard_size=3,
+        temperature=0.0,
     )
     shards = read_shards(tmp_path / "d")
     assert shards.tokens.shape == (5, 20) and shards.prompt_len == 8 and shards.vocab_size == 64
@@ -89,14 +90,14 @@ def test_greedy_shards_are_the_targets_argmax(tmp_path, target):
 
 
 def test_hidden_states_are_what_the_lm_head_reads(target):
-    tokens = torch.tensor(_prompts(3, 10))
+    tokens = torch.tensor(random_prompts(3, 10))
     states = compute_hidden_states(target, tokens, batch_size=2, dtype=torch.float32)
     torch.testing.assert_close(states.hidden @ states.lm_head.T, target(tokens).logits)
 
 
 def test_sequence_longer_than_the_target_allows(tmp_path, target):
     with pytest.raises(DatasetError, match="max_position_embeddings 64"):
-        generate_shards(target, _prompts(2), tmp_path / "d", gen_len=60)
+        generate_shards(target, random_prompts(2), tmp_path / "d", gen_len=60)
 
 
 @pytest.mark.parametrize(
@@ -112,7 +113,7 @@ def test_sequence_longer_than_the_target_allows(tmp_path, target):
 )
 def test_generation_arguments_are_checked_before_writing(tmp_path, target, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        generate_shards(target, _prompts(2), tmp_path / "d", **({"gen_len": 4} | kwargs))
+        generate_shards(target, random_prompts(2), tmp_path / "d", **({"gen_len": 4} | kwargs))
     assert not (tmp_path / "d").exists()  # no manifest left behind by a run that cannot start
 
 
@@ -130,7 +131,9 @@ def test_out_of_vocab_tokens(target):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, target):
     out = tmp_path_factory.mktemp("data")
-    generate_shards(target, _prompts(24), out, gen_len=24, batch_size=24, temperature=1.0, top_k=5)
+    generate_shards(
+        target, random_prompts(24), out, gen_len=24, batch_size=24, temperature=1.0, top_k=5
+    )
     shards = read_shards(out)
     return shards, compute_hidden_states(target, shards.tokens, dtype=torch.float32)
 

@@ -19,6 +19,13 @@ class CharTokenizer:
         return {"input_ids": [1 + ord(c) % (self.vocab - 1) for c in text]}
 
 
+def random_prompts(n: int, length: int = 8, seed: int = 0) -> list[list[int]]:
+    """``n`` seeded prompts of ``length`` tokens in 1..63: within tiny_llama's default vocabulary,
+    never its pad/bos/eos token 0."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(1, 64, (n, length), generator=g).tolist()
+
+
 def tiny_llama(vocab: int = 64, hidden: int = 16, max_pos: int = 64, seed: int = 0):
     torch.manual_seed(seed)
     config = transformers.LlamaConfig(
