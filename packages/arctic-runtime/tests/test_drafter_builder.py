@@ -7,7 +7,7 @@ import torch
 
 from arctic_drafters import LSTMSpeculatorConfig, build_speculator, save_drafter
 from arctic_kernels import Int8Linear
-from arctic_runtime import ProposeRequest, build_drafter
+from arctic_runtime import ProposeRequest, build_drafter, loop_capture
 
 
 def _speculator():
@@ -61,3 +61,28 @@ def test_num_tokens_is_capped_at_the_drafters_heads():
 def test_bad_arguments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         build_drafter(_speculator(), compile=False, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda_graph", "compile", "tp", "expected"),
+    [
+        ("cpu", True, True, None, "compiled"),  # no CUDA graphs off CUDA
+        ("cpu", True, False, None, None),
+        ("cuda", True, True, None, "cuda_graph"),
+        ("cuda", False, True, None, "compiled"),
+        ("cuda", False, False, None, None),
+        ("cuda", True, True, object(), None),  # the TP runner drafts: nothing captured
+    ],
+)
+def test_loop_capture_says_what_the_build_does_at_start_up(
+    device, cuda_graph, compile, tp, expected
+):
+    got = loop_capture(device, cuda_graph=cuda_graph, compile=compile, tp_group=tp)
+    assert got == expected
+
+
+@pytest.mark.parametrize("compile", [True, False])
+def test_the_build_captures_what_loop_capture_says(compile):
+    build = build_drafter(_speculator(), max_batch_size=2, compile=compile)
+    announced = loop_capture("cpu", cuda_graph=True, compile=compile, tp_group=None)
+    assert (build.runner is not None) == (announced is not None)

@@ -14,7 +14,7 @@ from .draft import DRAFTER, SUFFIX, Draft
 from .draft_allocation import Allocation, best_lengths, expected_throughput
 from .draft_loop import DraftLoop, default_batch_sizes
 from .draft_planner import DraftPlanner, PlannerCounters, PlanRequest
-from .drafter_builder import WEIGHT_FORMATS, DrafterBuild, build_drafter
+from .drafter_builder import WEIGHT_FORMATS, DrafterBuild, build_drafter, loop_capture
 from .drafter_proposer import DrafterProposer
 from .exceptions import DraftShapeError, TargetShapeError, TensorDtypeError, VerifyInputError
 from .hybrid import HybridProposer
@@ -84,6 +84,7 @@ __all__ = [
     "default_batch_sizes",
     "expected_throughput",
     "generate",
+    "loop_capture",
     "shard_sizes",
     "suffix_bucket",
     "verify_greedy",

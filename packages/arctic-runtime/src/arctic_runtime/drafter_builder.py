@@ -44,6 +44,19 @@ class DrafterBuild:
     runner: Any = None  # the DraftLoop or VocabParallelDraftRunner (None: eager)
 
 
+def loop_capture(
+    device: torch.device | str, *, cuda_graph: bool, compile: bool, tp_group: Any | None
+) -> str | None:
+    """What `build_drafter` does to the draft loop at start-up with these settings:
+    "cuda_graph" (captured per padded batch size), "compiled" (torch.compile) or None (the
+    loop stays eager, or the TP runner drafts). Callers announce the slow start with it."""
+    if tp_group is not None:
+        return None
+    if torch.device(device).type == "cuda" and cuda_graph:
+        return "cuda_graph"
+    return "compiled" if compile else None
+
+
 def build_drafter(
     path: str | os.PathLike[str] | Speculator,
     *,
@@ -93,8 +106,9 @@ def build_drafter(
             if isinstance(module, Fp8Linear):
                 # NaN/Inf checks sync with the host: not allowed inside a CUDA graph.
                 module.check_finite = False
-    graphs = device.type == "cuda" and cuda_graph
-    if runner is None and (graphs or compile):
+    captured = loop_capture(device, cuda_graph=cuda_graph, compile=compile, tp_group=tp_group)
+    if captured is not None:
+        graphs = captured == "cuda_graph"
         loop = DraftLoop(speculator, n, max_batch_size=max_batch_size, compile=not graphs)
         loop.capture()
         runner = loop

@@ -39,6 +39,7 @@ from arctic_runtime import (
     SpeculationPolicy,
     SuffixProposer,
     build_drafter,
+    loop_capture,
 )
 
 from .draft_probs import can_hand_draft_probs, hand_draft_probs
@@ -138,10 +139,14 @@ class ArcticProposer:
         weights = (
             "fp8" if o.drafter_fp8 else {None: "auto", True: "int8", False: "none"}[o.drafter_int8]
         )
-        compiles = o.drafter_compile and not (param.device.type == "cuda" and o.drafter_cuda_graph)
-        graphs = param.device.type == "cuda" and o.drafter_cuda_graph
-        if compiles or graphs:
+        group = tp_group()
+        captured = loop_capture(
+            param.device, cuda_graph=o.drafter_cuda_graph, compile=o.drafter_compile,
+            tp_group=group,
+        )  # fmt: skip
+        if captured is not None:
             # Measured here: 1 min 44 s at server start, silent before this line existed.
+            graphs = captured == "cuda_graph"
             logger.warning(
                 "arctic: %s the draft loop (batch sizes up to %d); this takes a while on first "
                 "start. Skip it with speculative_config 'drafter_compile': false%s (eager drafts)",
@@ -158,11 +163,11 @@ class ArcticProposer:
             weights=weights,
             cuda_graph=o.drafter_cuda_graph,
             compile=o.drafter_compile,
-            tp_group=tp_group(),
+            tp_group=group,
         )
         self.drafter = build.proposer
         self.draft_mode = build.mode
-        if compiles or graphs:
+        if captured is not None:
             logger.warning(
                 "arctic: draft loop ready in %.1f s (%s)", time.perf_counter() - started, build.mode
             )
